@@ -1,0 +1,53 @@
+"""The public strategy SDK: what a strategy's code imports.
+
+Django-free by design: the same classes drive Backtest, Paper and Live, and strategies can be
+unit-tested on plain data. Import everything from here::
+
+    from strategies.sdk import StrategyBase, Subscribe, PlaceOrder, Intent, BarFrequency, AssetType
+"""
+
+from strategies.sdk.actions import (
+    Action,
+    CancelAllOrders,
+    CancelOrder,
+    DepositCash,
+    PlaceOrder,
+    ScheduleTimer,
+    Subscribe,
+)
+from strategies.sdk.base import Context, SecurityInfo, PositionView, OpenOrderView, StrategyBase
+from strategies.sdk.enums import (
+    AssetType,
+    BarFrequency,
+    Intent,
+    OrderState,
+    OrderType,
+    TimeInForce,
+)
+from strategies.sdk.events import BarEvent, OrderUpdateEvent, TimerEvent
+from strategies.sdk import indicators
+
+__all__ = [
+    "Action",
+    "AssetType",
+    "BarEvent",
+    "BarFrequency",
+    "CancelAllOrders",
+    "CancelOrder",
+    "Context",
+    "DepositCash",
+    "Intent",
+    "OpenOrderView",
+    "OrderState",
+    "OrderType",
+    "OrderUpdateEvent",
+    "PlaceOrder",
+    "PositionView",
+    "ScheduleTimer",
+    "SecurityInfo",
+    "StrategyBase",
+    "Subscribe",
+    "TimeInForce",
+    "TimerEvent",
+    "indicators",
+]

@@ -16,6 +16,7 @@ class Strategy(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "strategies"
+        permissions = [("author_strategy", "Can edit and publish strategies")]
 
     def __str__(self):
         return self.name

@@ -1,0 +1,37 @@
+from django.contrib import admin
+
+from issues.models import AuditEvent, Issue, LogEntry
+
+
+@admin.register(Issue)
+class IssueAdmin(admin.ModelAdmin):
+    list_display = ["run", "code", "component", "classification", "severity", "message", "count", "last_seen"]
+    list_filter = ["code", "component", "classification", "severity"]
+    search_fields = ["message", "code"]
+    list_select_related = ["run"]
+    raw_id_fields = ["run"]
+
+
+@admin.register(LogEntry)
+class LogEntryAdmin(admin.ModelAdmin):
+    list_display = ["run", "sequence", "time", "level", "message"]
+    list_filter = ["level"]
+    search_fields = ["message"]
+    list_select_related = ["run"]
+    raw_id_fields = ["run"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "actor", "action", "object_type", "object_id", "allowed"]
+    list_filter = ["allowed", "action", "object_type"]
+    search_fields = ["action", "object_id", "actor__username"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

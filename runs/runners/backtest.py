@@ -1,0 +1,111 @@
+"""The Backtest runner: builds the engine's inputs from a Run, runs it, stores the metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+from django.conf import settings
+
+from portfolio.metrics import compute_metrics, round_trips_from_fills
+from runs.config import backtest_window
+from runs.engine import CoreSettings, run_backtest
+from runs.engine.records import BarArrays
+from runs.models import Run
+from runs.runners import RunOutcome
+from runs.runners.recorder import DatabaseRecorder, KillSwitch
+from securities.selectors import bars_as_arrays, security_get
+from strategies.loader import load_version
+from strategies.sdk.base import SecurityInfo
+from strategies.sdk.enums import AssetType
+
+
+class DatabaseMarketData:
+    """The engine's MarketData over the security master and stored bars."""
+
+    def __init__(self):
+        self._securities = {}
+
+    def _security_row(self, symbol: str, asset_type):
+        key = (symbol.upper(), str(asset_type))
+        if key not in self._securities:
+            self._securities[key] = security_get(symbol=key[0], asset_type=key[1])
+        return self._securities[key]
+
+    def security(self, symbol: str, asset_type) -> SecurityInfo | None:
+        row = self._security_row(symbol, asset_type)
+        if row is None:
+            return None
+        return SecurityInfo(
+            symbol=row.symbol,
+            asset_type=AssetType(row.asset_type),
+            name=row.name,
+            exchange=row.exchange,
+            currency=row.currency,
+            tick_size=row.tick_size,
+            multiplier=row.multiplier,
+            fractionable=row.fractionable,
+        )
+
+    def bars(self, symbol: str, asset_type, frequency, start: datetime, end: datetime) -> BarArrays:
+        row = self._security_row(symbol, asset_type)
+        if row is None:
+            empty = np.empty(0)
+            return BarArrays(np.empty(0, dtype=np.int64), empty, empty, empty, empty, empty)
+        arrays = bars_as_arrays(security=row, frequency=str(frequency), start=start, end=end)
+        return BarArrays(
+            times=arrays.times, open=arrays.open, high=arrays.high, low=arrays.low, close=arrays.close, volume=arrays.volume
+        )
+
+
+def backtest_run_execute(run: Run) -> RunOutcome:
+    loaded = load_version(run.strategy_version)
+    core = CoreSettings.from_config(run.config.get("core") or {})
+    start, end = backtest_window(run.config["environment"])
+    recorder = DatabaseRecorder(run_id=run.pk, log_max_lines=settings.RUN_LOG_MAX_LINES)
+    market_data = DatabaseMarketData()
+    result = run_backtest(
+        strategy_class=loaded.strategy_class,
+        strategy_config=run.config.get("strategy") or {},
+        core=core,
+        market_data=market_data,
+        start=start,
+        end=end,
+        recorder=recorder,
+        should_stop=KillSwitch(run.pk),
+        strategy_file_prefix=loaded.file_prefix,
+        flush_interval_seconds=1.0,
+        log_max_lines=settings.RUN_LOG_MAX_LINES,
+        client_order_prefix=f"r{run.pk}",
+    )
+    metrics_store(run=run, result=result, market_data=market_data, core=core, start=start, end=end)
+    return RunOutcome(status=result.status, message=result.error_message or "")
+
+
+def metrics_store(*, run: Run, result, market_data: DatabaseMarketData, core, start, end) -> None:
+    multipliers = {}
+    for fill in result.fills:
+        info = market_data.security(fill.symbol, fill.asset_type)
+        if info is not None:
+            multipliers[(fill.symbol, str(fill.asset_type))] = info.multiplier
+    trips = round_trips_from_fills(result.fills, multipliers=multipliers)
+    benchmark_values = None
+    if core.benchmark:
+        symbol, asset_type = core.benchmark
+        bench = market_data.bars(symbol, asset_type, "day", start, end)
+        if len(bench) and len(result.equity_times):
+            # Benchmark close at or before each equity point (forward-filled).
+            index = np.searchsorted(bench.times, result.equity_times, side="right") - 1
+            valid = index >= 0
+            if valid.all():
+                benchmark_values = bench.close[index]
+    metrics = compute_metrics(
+        equity_times=result.equity_times,
+        equity_values=result.equity_values,
+        round_trips=trips,
+        commissions=sum((f.commission for f in result.fills), 0),
+        traded_notional=float(sum((f.quantity * f.price * multipliers.get((f.symbol, str(f.asset_type)), 1) for f in result.fills), 0)),
+        exposure_fraction=getattr(result, "exposure_fraction", None),
+        benchmark_values=benchmark_values,
+    )
+    Run.objects.filter(pk=run.pk).update(metrics=metrics, portfolio_value=result.portfolio_value, bars_processed=result.bars_processed)

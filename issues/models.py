@@ -63,6 +63,9 @@ class LogEntry(models.Model):
         verbose_name_plural = "log entries"
         constraints = [models.UniqueConstraint(fields=["run", "sequence"], name="logentry_run_sequence_unique")]
 
+    def __str__(self):
+        return f"[{self.level}] {self.message[:80]}"
+
 
 class AuditEvent(models.Model):
     """Who did what to which object, and whether it was allowed."""

@@ -109,6 +109,9 @@ class Fill(models.Model):
             models.CheckConstraint(condition=Q(price__gt=0), name="fill_price_positive"),
         ]
 
+    def __str__(self):
+        return f"{self.side} {self.quantity} {self.symbol} @ {self.price}"
+
 
 class Position(models.Model):
     """The latest state of a position in a run (quantity signed: negative is short)."""
@@ -129,6 +132,9 @@ class Position(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "symbol", "asset_type"], name="position_run_symbol_unique"),
         ]
+
+    def __str__(self):
+        return f"{self.quantity} {self.symbol}"
 
 
 class LedgerEntry(models.Model):
@@ -153,6 +159,9 @@ class LedgerEntry(models.Model):
         verbose_name_plural = "ledger entries"
         indexes = [models.Index(fields=["run", "time"], name="ledger_run_time_idx")]
 
+    def __str__(self):
+        return f"{self.kind} {self.amount}"
+
 
 class EquityPoint(models.Model):
     """Portfolio value marked at a bar's close."""
@@ -165,3 +174,6 @@ class EquityPoint(models.Model):
     class Meta:
         ordering = ["run", "time"]
         constraints = [models.UniqueConstraint(fields=["run", "time"], name="equitypoint_run_time_unique")]
+
+    def __str__(self):
+        return f"{self.time:%Y-%m-%d %H:%M} {self.portfolio_value}"

@@ -95,3 +95,6 @@ class RunEvent(models.Model):
     class Meta:
         ordering = ["run", "at", "id"]
         indexes = [models.Index(fields=["run", "at"], name="runevent_run_at_idx")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M:%S}"

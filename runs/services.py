@@ -31,14 +31,15 @@ def _authorize(*, user, action: str, run: Run | None, mode: str) -> None:
     """`user=None` is the system itself (management commands, tasks)."""
     if user is None:
         return
-    allowed = user.is_active and user.has_perm(_required_permission(mode))
+    refusal = None
     if mode == Mode.LIVE and not settings.LIVE_TRADING_ENABLED and action in ("run.create", "run.start", "run.update_config"):
-        allowed = False
-    if not allowed:
+        refusal = "Live trading is disabled on this deployment (LIVE_TRADING_ENABLED)."
+    elif not (user.is_active and user.has_perm(_required_permission(mode))):
+        refusal = f"You need the {'Live trader' if mode == Mode.LIVE else 'Operator'} role to do this."
+    if refusal:
+        # Outside the service's transaction, so the refusal's audit record is kept.
         audit_record(actor=user, action=action, object_type="run", object_id=run.pk if run else "", allowed=False, detail={"mode": mode})
-        if mode == Mode.LIVE and not settings.LIVE_TRADING_ENABLED:
-            raise PermissionDenied("Live trading is disabled on this deployment (LIVE_TRADING_ENABLED).")
-        raise PermissionDenied(f"You need the {'Live trader' if mode == Mode.LIVE else 'Operator'} role to do this.")
+        raise PermissionDenied(refusal)
 
 
 def _event(run: Run, kind: str, user=None, note: str = "") -> None:
@@ -52,51 +53,51 @@ def _enqueue_execute(run: Run) -> None:
     transaction.on_commit(lambda: execute_run.apply_async(args=[run_id], queue=queue))
 
 
-@transaction.atomic
 def run_create(*, user, strategy_version, mode: str = Mode.BACKTEST, description: str, config: dict, copied_from: Run | None = None, study_id: int | None = None) -> Run:
     """Create a run. Invalid values are refused; missing required values are allowed (the run
     can be completed with Edit Config before Start)."""
     if mode not in Mode.values:
         raise RunConfigError({"mode": f"unknown mode '{mode}': choose one of {', '.join(Mode.values)}"})
     _authorize(user=user, action="run.create", run=None, mode=mode)
-    description = (description or "").strip()
-    errors = {} if description else {"description": "required: say what this run is for"}
-    check = run_config_check(config=config, mode=mode, schema=strategy_version.config_schema)
-    errors.update(check.errors)
-    if errors:
-        raise RunConfigError(errors)
-    run = Run.objects.create(
-        description=description[:200],
-        strategy_version=strategy_version,
-        mode=mode,
-        config=check.config,
-        created_by=user,
-        copied_from=copied_from,
-        study_id=study_id,
-    )
-    _event(run, RunEvent.Kind.CREATED, user, note=f"copied from run {copied_from.pk}" if copied_from else "")
-    audit_record(actor=user, action="run.create", object_type="run", object_id=run.pk, allowed=True, detail={"mode": mode})
-    return run
+    with transaction.atomic():
+        description = (description or "").strip()
+        errors = {} if description else {"description": "required: say what this run is for"}
+        check = run_config_check(config=config, mode=mode, schema=strategy_version.config_schema)
+        errors.update(check.errors)
+        if errors:
+            raise RunConfigError(errors)
+        run = Run.objects.create(
+            description=description[:200],
+            strategy_version=strategy_version,
+            mode=mode,
+            config=check.config,
+            created_by=user,
+            copied_from=copied_from,
+            study_id=study_id,
+        )
+        _event(run, RunEvent.Kind.CREATED, user, note=f"copied from run {copied_from.pk}" if copied_from else "")
+        audit_record(actor=user, action="run.create", object_type="run", object_id=run.pk, allowed=True, detail={"mode": mode})
+        return run
 
 
-@transaction.atomic
 def run_update_config(*, run: Run, user, config: dict, description: str | None = None) -> Run:
     _authorize(user=user, action="run.update_config", run=run, mode=run.mode)
-    check = run_config_check(config=config, mode=run.mode, schema=run.strategy_version.config_schema)
-    errors = dict(check.errors)
-    if description is not None and not description.strip():
-        errors["description"] = "required: say what this run is for"
-    if errors:
-        raise RunConfigError(errors)
-    fields = {"config": check.config}
-    if description is not None:
-        fields["description"] = description.strip()[:200]
-    if not Run.objects.filter(pk=run.pk, status=Status.NEW).update(**fields):
-        raise RunActionError("The config is read-only once the run has started: use Copy to change it in a new run.")
-    _event(run, RunEvent.Kind.CONFIG_UPDATED, user)
-    audit_record(actor=user, action="run.update_config", object_type="run", object_id=run.pk, allowed=True)
-    run.refresh_from_db()
-    return run
+    with transaction.atomic():
+        check = run_config_check(config=config, mode=run.mode, schema=run.strategy_version.config_schema)
+        errors = dict(check.errors)
+        if description is not None and not description.strip():
+            errors["description"] = "required: say what this run is for"
+        if errors:
+            raise RunConfigError(errors)
+        fields = {"config": check.config}
+        if description is not None:
+            fields["description"] = description.strip()[:200]
+        if not Run.objects.filter(pk=run.pk, status=Status.NEW).update(**fields):
+            raise RunActionError("The config is read-only once the run has started: use Copy to change it in a new run.")
+        _event(run, RunEvent.Kind.CONFIG_UPDATED, user)
+        audit_record(actor=user, action="run.update_config", object_type="run", object_id=run.pk, allowed=True)
+        run.refresh_from_db()
+        return run
 
 
 def run_start_blocker(*, run: Run) -> str | None:
@@ -110,48 +111,50 @@ def run_start_blocker(*, run: Run) -> str | None:
     return run_config_check(config=run.config, mode=run.mode, schema=run.strategy_version.config_schema).start_blocker()
 
 
-@transaction.atomic
-def run_start(*, run: Run, user) -> Run:
+
+def run_start(*, run: Run, user, enqueue: bool = True) -> Run:
     """new → starting, and enqueue the run's task once the transaction commits. Two concurrent
-    Starts enqueue one task: only one compare-and-set can succeed."""
+    Starts enqueue one task: only one compare-and-set can succeed. `enqueue=False` is for callers
+    that execute the run in their own process (the CLI without --via-worker, the demo seed)."""
     _authorize(user=user, action="run.start", run=run, mode=run.mode)
-    blocker = run_start_blocker(run=run)
-    if blocker:
-        raise RunActionError(f"Cannot start: {blocker}.")
-    now = timezone.now()
-    if not Run.objects.filter(pk=run.pk, status=Status.NEW).update(status=Status.STARTING, start_requested_at=now, progress=0):
-        raise RunActionError("Cannot start: the run was started by someone else a moment ago.")
-    run.refresh_from_db()
-    _event(run, RunEvent.Kind.START_REQUESTED, user)
-    audit_record(actor=user, action="run.start", object_type="run", object_id=run.pk, allowed=True)
-    _enqueue_execute(run)
-    return run
+    with transaction.atomic():
+        blocker = run_start_blocker(run=run)
+        if blocker:
+            raise RunActionError(f"Cannot start: {blocker}.")
+        now = timezone.now()
+        if not Run.objects.filter(pk=run.pk, status=Status.NEW).update(status=Status.STARTING, start_requested_at=now, progress=0):
+            raise RunActionError("Cannot start: the run was started by someone else a moment ago.")
+        run.refresh_from_db()
+        _event(run, RunEvent.Kind.START_REQUESTED, user)
+        audit_record(actor=user, action="run.start", object_type="run", object_id=run.pk, allowed=True)
+        if enqueue:
+            _enqueue_execute(run)
+        return run
 
 
-@transaction.atomic
 def run_kill(*, run: Run, user) -> Run:
     """Ask a starting or running run to stop. A run still `starting` stops at once (its task
     will find it no longer starting and do nothing); a running one is stopped by its runner,
     which checks about once a second."""
     _authorize(user=user, action="run.kill", run=run, mode=run.mode)
-    now = timezone.now()
-    if Run.objects.filter(pk=run.pk, status=Status.STARTING).update(status=Status.STOPPED, kill_requested_at=now, finished_at=now):
-        run.refresh_from_db()
-        _event(run, RunEvent.Kind.KILL_REQUESTED, user)
-        _event(run, RunEvent.Kind.STOPPED, None, note="killed before the runner started")
-    elif Run.objects.filter(pk=run.pk, status=Status.RUNNING, kill_requested_at__isnull=True).update(kill_requested_at=now):
-        run.refresh_from_db()
-        _event(run, RunEvent.Kind.KILL_REQUESTED, user)
-    else:
-        run.refresh_from_db()
-        if run.status == Status.RUNNING:
-            raise RunActionError("A kill was already requested; the run is stopping.")
-        raise RunActionError(f"Cannot kill: the run is {run.status}.")
-    audit_record(actor=user, action="run.kill", object_type="run", object_id=run.pk, allowed=True)
-    return run
+    with transaction.atomic():
+        now = timezone.now()
+        if Run.objects.filter(pk=run.pk, status=Status.STARTING).update(status=Status.STOPPED, kill_requested_at=now, finished_at=now):
+            run.refresh_from_db()
+            _event(run, RunEvent.Kind.KILL_REQUESTED, user)
+            _event(run, RunEvent.Kind.STOPPED, None, note="killed before the runner started")
+        elif Run.objects.filter(pk=run.pk, status=Status.RUNNING, kill_requested_at__isnull=True).update(kill_requested_at=now):
+            run.refresh_from_db()
+            _event(run, RunEvent.Kind.KILL_REQUESTED, user)
+        else:
+            run.refresh_from_db()
+            if run.status == Status.RUNNING:
+                raise RunActionError("A kill was already requested; the run is stopping.")
+            raise RunActionError(f"Cannot kill: the run is {run.status}.")
+        audit_record(actor=user, action="run.kill", object_type="run", object_id=run.pk, allowed=True)
+        return run
 
 
-@transaction.atomic
 def run_copy(*, run: Run, user, description: str | None = None) -> Run:
     return run_create(
         user=user,
@@ -169,30 +172,31 @@ def run_results_clear(*, run_id: int) -> None:
         model.objects.filter(run_id=run_id).delete()
 
 
-@transaction.atomic
+
 def run_reset(*, run: Run, user) -> Run:
     """Back to `new` with results cleared. Backtest and Paper only, once started, not running."""
-    _authorize(user=user, action="run.reset", run=run, mode=run.mode)
     if run.mode == Mode.LIVE:
         raise RunActionError("Live runs are never reset: their orders happened at a real broker. Use Copy to start again.")
-    updated = Run.objects.filter(pk=run.pk, status__in=[Status.COMPLETE, Status.STOPPED, Status.ERROR]).update(
-        status=Status.NEW,
-        start_requested_at=None,
-        started_at=None,
-        kill_requested_at=None,
-        finished_at=None,
-        heartbeat_at=None,
-        progress=0,
-        bars_processed=0,
-        portfolio_value=None,
-        pnl=None,
-        metrics={},
-    )
-    if not updated:
+    _authorize(user=user, action="run.reset", run=run, mode=run.mode)
+    with transaction.atomic():
+        updated = Run.objects.filter(pk=run.pk, status__in=[Status.COMPLETE, Status.STOPPED, Status.ERROR]).update(
+            status=Status.NEW,
+            start_requested_at=None,
+            started_at=None,
+            kill_requested_at=None,
+            finished_at=None,
+            heartbeat_at=None,
+            progress=0,
+            bars_processed=0,
+            portfolio_value=None,
+            pnl=None,
+            metrics={},
+        )
+        if not updated:
+            run.refresh_from_db()
+            raise RunActionError(f"Cannot reset: the run is {run.status}; only finished runs can be reset.")
+        run_results_clear(run_id=run.pk)
         run.refresh_from_db()
-        raise RunActionError(f"Cannot reset: the run is {run.status}; only finished runs can be reset.")
-    run_results_clear(run_id=run.pk)
-    run.refresh_from_db()
-    _event(run, RunEvent.Kind.RESET, user)
-    audit_record(actor=user, action="run.reset", object_type="run", object_id=run.pk, allowed=True)
-    return run
+        _event(run, RunEvent.Kind.RESET, user)
+        audit_record(actor=user, action="run.reset", object_type="run", object_id=run.pk, allowed=True)
+        return run

@@ -14,6 +14,13 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def plain_static_storage(settings):
+    """Production settings use the hashed manifest storage, which needs `collectstatic`; pages
+    rendered in tests only need the plain URLs."""
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
 def _test_database_url() -> str:
     settings_dict = connection.settings_dict
     if connection.vendor == "postgresql":

@@ -6,6 +6,8 @@ from datetime import datetime
 
 import numpy as np
 from django.conf import settings
+from securities.selectors import bars_as_arrays, security_get
+from strategies.loader import load_version
 
 from portfolio.metrics import compute_metrics, round_trips_from_fills
 from runs.config import backtest_window
@@ -14,8 +16,6 @@ from runs.engine.records import BarArrays
 from runs.models import Run
 from runs.runners import RunOutcome
 from runs.runners.recorder import DatabaseRecorder, KillSwitch
-from securities.selectors import bars_as_arrays, security_get
-from strategies.loader import load_version
 from strategies.sdk.base import SecurityInfo
 from strategies.sdk.enums import AssetType
 

@@ -10,7 +10,16 @@ from issues.models import AuditEvent, Issue, LogEntry
 from portfolio.models import EquityPoint, LedgerEntry, Order
 from runs.config import RunConfigError
 from runs.models import Mode, Run, RunEvent, Status
-from runs.services import run_copy, run_create, run_kill, run_reset, run_start, run_start_blocker, run_update_config, RunActionError
+from runs.services import (
+    RunActionError,
+    run_copy,
+    run_create,
+    run_kill,
+    run_reset,
+    run_start,
+    run_start_blocker,
+    run_update_config,
+)
 from tests.runs.factories import RunFactory
 from tests.securities.factories import SecurityFactory
 from tests.strategies.factories import StrategyVersionFactory
@@ -131,7 +140,7 @@ def test_kill_is_refused_when_not_starting_or_running(msft, operator, status):
 
 
 def test_copy_makes_a_new_run_with_the_same_version_and_config(msft, operator):
-    original = RunFactory(status=Status.COMPLETE)
+    original = run_create(user=operator, strategy_version=StrategyVersionFactory(), description="original", config=backtest_config())
     copy = run_copy(run=original, user=operator)
     assert copy.pk != original.pk
     assert (copy.status, copy.strategy_version_id, copy.config, copy.copied_from_id) == (Status.NEW, original.strategy_version_id, original.config, original.pk)

@@ -6,18 +6,17 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from securities.services import bars_generate_synthetic, bars_import, security_import_csv
+from strategies.selectors import strategy_version_latest
+from strategies.services import strategy_publish_folder
 
+import securities
+import strategies
 from runs.execution import run_execute
 from runs.models import Run, Status
 from runs.services import run_create, run_start
 from securities.models import BarImport, Security
-from securities.services import bars_generate_synthetic, bars_import, security_import_csv
 from strategies.models import Strategy
-from strategies.services import strategy_publish_folder
-from strategies.selectors import strategy_version_latest
-
-import securities
-import strategies
 
 DATA_DIR = Path(securities.__file__).resolve().parent / "data"
 EXAMPLES_DIR = Path(strategies.__file__).resolve().parent / "examples"
@@ -102,9 +101,8 @@ class Command(BaseCommand):
                     description=description,
                     config={"environment": environment, "strategy": parameters, "core": core},
                 )
-                run_start(run=run, user=None)
-            # Executed here so the demo has results at once; the queued task finds it finished
-            # and does nothing (tasks are safe to deliver twice).
+                run_start(run=run, user=None, enqueue=False)
+            # Executed here, so the demo has results before the web server starts.
             status = run_execute(run_id=run.pk)
             style = self.style.SUCCESS if status == Status.COMPLETE else self.style.WARNING
             self.stdout.write(style(f"Demo run {run.pk} ({description}): {status}"))

@@ -1,0 +1,193 @@
+"""Batch backtests from the command line — an interface other tools script against.
+
+    manage.py backtest --strategy "SMA Crossover" --start 2010-01-04 --end 2017-11-10 \\
+        --param symbol=MSFT --param fast=10 --core starting_cash=50000 [--json] [--via-worker]
+    manage.py backtest --file batch.json [--json]
+
+`--json` prints one JSON object per run on its own line. The exit status is 1 when any run
+ends in `error` (2 for bad arguments).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from portfolio.models import Fill, Order
+from runs.config import RunConfigError
+from runs.execution import run_execute
+from runs.models import Run, Status
+from runs.services import RunActionError, run_create, run_start
+from strategies.models import Strategy, StrategyVersion
+
+FINISHED = (Status.COMPLETE, Status.STOPPED, Status.ERROR)
+
+
+def parse_assignments(pairs: list[str], *, option: str) -> dict:
+    """k=v pairs into a dict; values read as JSON when they parse (10, 1.5, true, null),
+    otherwise as text; dotted keys nest (commission.bps=1)."""
+    result: dict = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"{option} {pair!r}: expected NAME=VALUE, e.g. {option} fast=10")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        target = result
+        *parents, leaf = key.strip().split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return result
+
+
+def resolve_version(strategy_ref, version_number=None) -> StrategyVersion:
+    strategy_ref = str(strategy_ref)
+    strategy = Strategy.objects.filter(name=strategy_ref).first()
+    if strategy is None and strategy_ref.isdigit():
+        strategy = Strategy.objects.filter(pk=int(strategy_ref)).first()
+    if strategy is None:
+        names = ", ".join(Strategy.objects.values_list("name", flat=True)[:20])
+        raise CommandError(f"--strategy {strategy_ref!r}: no such strategy (by name or id). Known: {names}")
+    versions = strategy.versions.order_by("-number")
+    version = versions.filter(number=version_number).first() if version_number else versions.first()
+    if version is None:
+        raise CommandError(
+            f"--version {version_number}: {strategy.name} has no such version" if version_number else f"{strategy.name} has no published version: publish it first"
+        )
+    return version
+
+
+class Command(BaseCommand):
+    help = "Run one backtest, or a batch from a JSON file, and print the results."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--strategy", help="Strategy name or id.")
+        parser.add_argument("--version", type=int, help="Version number (default: the latest).")
+        parser.add_argument("--start", help="First session (YYYY-MM-DD) or ISO datetime.")
+        parser.add_argument("--end", help="Last session, inclusive (YYYY-MM-DD), or ISO datetime.")
+        parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="A strategy parameter (repeatable).")
+        parser.add_argument("--core", action="append", default=[], metavar="NAME=VALUE", help="A core setting, e.g. starting_cash=50000, commission.bps=1 (repeatable).")
+        parser.add_argument("--description", help="Run description (default: made from the strategy and dates).")
+        parser.add_argument("--file", type=Path, help='A JSON list of runs: [{"strategy": ..., "version": ..., "start": ..., "end": ..., "params": {...}, "core": {...}}].')
+        parser.add_argument("--json", action="store_true", help="Print one JSON object per run.")
+        parser.add_argument("--via-worker", action="store_true", help="Queue the runs for the Celery workers and wait, instead of running here.")
+
+    def handle(self, *args, **options):
+        specs = self.load_specs(options)
+        runs = [self.create_run(spec, index=i, via_worker=options["via_worker"]) for i, spec in enumerate(specs)]
+        results = []
+        progress = self.progress_bar(len(runs), options)
+        for run, started in runs:
+            if options["via_worker"]:
+                result = self.wait_for(run, started)
+            else:
+                run_execute(run_id=run.pk)
+                result = self.result_of(run, started)
+            results.append(result)
+            if options["json"]:
+                self.stdout.write(json.dumps(result, default=str))
+            if progress is not None:
+                progress.update(1)
+        if progress is not None:
+            progress.close()
+        if not options["json"]:
+            self.print_table(results)
+        if any(result["status"] == Status.ERROR for result in results):
+            sys.exit(1)
+
+    def load_specs(self, options) -> list[dict]:
+        if options["file"]:
+            try:
+                specs = json.loads(options["file"].read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise CommandError(f"--file {options['file']}: {exc}") from None
+            if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
+                raise CommandError(f"--file {options['file']}: expected a JSON list of objects")
+            return specs
+        missing = [name for name in ("strategy", "start", "end") if not options[name]]
+        if missing:
+            raise CommandError("missing " + ", ".join(f"--{name}" for name in missing) + " (or use --file)")
+        return [
+            {
+                "strategy": options["strategy"],
+                "version": options["version"],
+                "start": options["start"],
+                "end": options["end"],
+                "params": parse_assignments(options["param"], option="--param"),
+                "core": parse_assignments(options["core"], option="--core"),
+                "description": options["description"],
+            }
+        ]
+
+    def create_run(self, spec: dict, *, index: int, via_worker: bool) -> tuple[Run, float]:
+        where = f"run {index + 1}"
+        version = resolve_version(spec.get("strategy"), spec.get("version"))
+        description = spec.get("description") or f"CLI: {version.strategy.name} v{version.number} {spec.get('start')}..{spec.get('end')}"
+        config = {
+            "environment": {"start": spec.get("start"), "end": spec.get("end")},
+            "strategy": spec.get("params") or {},
+            "core": spec.get("core") or {},
+        }
+        try:
+            with transaction.atomic():
+                run = run_create(user=None, strategy_version=version, description=description, config=config)
+                run = run_start(run=run, user=None, enqueue=via_worker)
+        except RunConfigError as exc:
+            lines = "\n".join(f"  {key}: {message}" for key, message in exc.errors.items())
+            raise CommandError(f"{where}: invalid config\n{lines}") from None
+        except RunActionError as exc:
+            raise CommandError(f"{where}: {exc}") from None
+        return run, time.monotonic()
+
+    def wait_for(self, run: Run, started: float) -> dict:
+        while not Run.objects.filter(pk=run.pk, status__in=FINISHED).exists():
+            time.sleep(0.5)
+        return self.result_of(run, started)
+
+    def result_of(self, run: Run, started: float) -> dict:
+        run.refresh_from_db()
+        metrics = dict(run.metrics or {})
+        metrics.setdefault("final_value", float(run.portfolio_value) if run.portfolio_value is not None else None)
+        return {
+            "run_id": run.pk,
+            "status": run.status,
+            "metrics": metrics,
+            "orders": Order.objects.filter(run=run).count(),
+            "fills": Fill.objects.filter(run=run).count(),
+            "bars_processed": run.bars_processed,
+            "seconds": round(time.monotonic() - started, 3),
+            "issues": list(run.issues.values_list("code", flat=True)),
+        }
+
+    def progress_bar(self, total: int, options):
+        if total < 2 or options["json"] or not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="run", file=sys.stderr)
+
+    def print_table(self, results: list[dict]) -> None:
+        header = f"{'run':>6}  {'status':<9} {'final value':>14} {'return':>8} {'sharpe':>7} {'max dd':>8} {'trades':>6} {'bars':>9} {'seconds':>8}"
+        self.stdout.write(header)
+        for r in results:
+            m = r["metrics"]
+
+            def pct(value):
+                return f"{value * 100:7.2f}%" if isinstance(value, int | float) else f"{'—':>8}"
+
+            final = f"{m['final_value']:14,.2f}" if m.get("final_value") is not None else f"{'—':>14}"
+            sharpe = f"{m['sharpe']:7.2f}" if isinstance(m.get("sharpe"), int | float) else f"{'—':>7}"
+            self.stdout.write(
+                f"{r['run_id']:>6}  {r['status']:<9} {final} {pct(m.get('total_return'))} {sharpe} {pct(m.get('max_drawdown'))} "
+                f"{m.get('trades', 0) or 0:>6} {r['bars_processed']:>9} {r['seconds']:>8.2f}"
+            )
+            if r["issues"]:
+                self.stdout.write(f"        issues: {', '.join(r['issues'])}")

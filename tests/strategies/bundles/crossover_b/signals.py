@@ -1,0 +1,7 @@
+"""Version B: never trades."""
+
+SOURCE = "b"
+
+
+def crossover(closes, fast, slow):
+    return False

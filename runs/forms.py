@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from securities.selectors import security_validate
 
 from runs.config import PAPER_FEEDS
 from runs.engine import CoreSettings
 from runs.models import Mode
+from securities.selectors import security_validate
 from strategies.schema import FREQUENCIES, parameters_from_schema
 
 # Per mode: (name, label, kind, help). Names are the environment keys runs/config.py accepts.

@@ -146,25 +146,17 @@ def runs_page(request):
 # --- run detail ----------------------------------------------------------------------------------
 
 
-def _tab_context(request, run: Run, tab: str, *, editing: bool = False, form: RunForm | None = None) -> dict:
-    context: dict = {"tab": tab, "active": run.status in ACTIVE_STATUSES}
-    if tab == "configuration":
-        can_edit = run.status == Status.NEW and request.user.has_perm(_role_for(run.mode)[0])
-        editing = editing and can_edit
-        context["form"] = form or RunForm(
-            version=run.strategy_version,
-            mode=run.mode,
-            description=run.description,
-            config=run.config,
-            editable=editing,
-            id_prefix="edit" if editing else "view",
-        )
-        context["editing"] = editing
-    elif tab == "performance":
-        context.update(_performance_context(request, run))
-    elif tab == "issues":
-        context.update(_issues_context(request, run))
-    return context
+def _configuration_context(run: Run, *, can_edit: bool, editing: bool, form: RunForm | None) -> dict:
+    editing = editing and can_edit
+    form = form or RunForm(
+        version=run.strategy_version,
+        mode=run.mode,
+        description=run.description,
+        config=run.config,
+        editable=editing,
+        id_prefix="edit" if editing else "view",
+    )
+    return {"form": form, "editing": editing}
 
 
 def _performance_context(request, run: Run) -> dict:
@@ -192,18 +184,27 @@ def _issues_context(request, run: Run) -> dict:
     }
 
 
-def _panel_context(request, run: Run, *, tab: str | None = None, editing: bool = False, form: RunForm | None = None) -> dict:
-    tab = tab if tab in TABS else run_initial_tab(status=run.status)
+def _header_context(request, run: Run) -> dict:
     actions = run_actions(run=run, user=request.user)
     return {
         "run": run,
-        "issue_count": issue_count(run_id=run.pk),
-        "tabs": TABS,
+        "active": run.status in ACTIVE_STATUSES,
         "actions": actions,
         "action": {action.name: action for action in actions},
-        "list_query": urlencode([(key, request.GET[key]) for key in LIST_PARAMS if request.GET.get(key)]),
-        **_tab_context(request, run, tab, editing=editing, form=form),
     }
+
+
+def _panel_context(request, run: Run, *, tab: str | None = None, editing: bool = False, form: RunForm | None = None) -> dict:
+    """The header, the tabs and the content of the one tab shown."""
+    tab = tab if tab in TABS else run_initial_tab(status=run.status)
+    context = {**_header_context(request, run), "tab": tab, "tabs": TABS, "issue_count": issue_count(run_id=run.pk)}
+    if tab == "configuration":
+        context.update(_configuration_context(run, can_edit=context["action"]["edit"].allowed, editing=editing, form=form))
+    elif tab == "performance":
+        context.update(_performance_context(request, run))
+    else:
+        context.update(_issues_context(request, run))
+    return context
 
 
 def _render_panel(request, run: Run, **kwargs) -> HttpResponse:
@@ -233,8 +234,7 @@ def run_page(request, run_id: int):
             tab = _tab_after_status_change(old_status=known, new_status=run.status, current_tab=tab)
             response = reswap(retarget(_render_panel(request, run, tab=tab), "#run-panel"), "outerHTML")
             return _runs_changed(response)
-        context = _panel_context(request, run, tab="none")
-        response = render(request, "runs/_run_header.html", context)
+        response = render(request, "runs/_run_header.html", _header_context(request, run))
         if run.status not in ACTIVE_STATUSES:
             response.status_code = HTMX_STOP_POLLING
         return response

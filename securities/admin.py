@@ -31,7 +31,18 @@ class BarAdmin(admin.ModelAdmin):
 class BarImportAdmin(admin.ModelAdmin):
     """Provenance of stored bars: written by the import services, never edited by hand."""
 
-    list_display = ("imported_at", "security", "frequency", "source", "synthetic", "rows_imported", "rows_rejected", "first_time", "last_time", "imported_by")
+    list_display = (
+        "imported_at",
+        "security",
+        "frequency",
+        "source",
+        "synthetic",
+        "rows_imported",
+        "rows_rejected",
+        "first_time",
+        "last_time",
+        "imported_by",
+    )
     list_filter = ("synthetic", "frequency")
     search_fields = ("security__symbol", "source")
     list_select_related = ("security", "imported_by")

@@ -56,7 +56,11 @@ _PG_EPOCH_US = 946_684_800_000_000
 _READ_FIELDS = ("time", *VALUE_FIELDS)
 _READ_DTYPE = np.dtype(
     [("field_count", ">i2")]
-    + [pair for name in _READ_FIELDS for pair in ((f"{name}_length", ">i4"), (name, ">i8" if name == "time" else ">f8"))]
+    + [
+        pair
+        for name in _READ_FIELDS
+        for pair in ((f"{name}_length", ">i4"), (name, ">i8" if name == "time" else ">f8"))
+    ]
 )
 
 # Writing straight into the bar table: NUMERIC's binary form is (digit count, weight, sign,
@@ -67,11 +71,17 @@ _READ_DTYPE = np.dtype(
 _NUMERIC_LAYOUT = {"open": (3, 8), "high": (3, 8), "low": (3, 8), "close": (3, 8), "volume": (5, 6)}
 _FRACTION_DIGITS = 2  # base-10000 digits after the point: 8 decimal places
 COPY_ROWS_PER_CHUNK = 100_000  # about 15 MB per write
+FLOAT_SIGNIFICANT_DIGITS = 15
 
 
 def _write_dtype(frequency_length: int) -> np.dtype:
     fields = [("field_count", ">i2"), ("security_id_length", ">i4"), ("security_id", ">i8")]
-    fields += [("frequency_length", ">i4"), ("frequency", f"S{frequency_length}"), ("time_length", ">i4"), ("time", ">i8")]
+    fields += [
+        ("frequency_length", ">i4"),
+        ("frequency", f"S{frequency_length}"),
+        ("time_length", ">i4"),
+        ("time", ">i8"),
+    ]
     for name, (whole_digits, _) in _NUMERIC_LAYOUT.items():
         fields += [(f"{name}_length", ">i4"), (f"{name}_header", ">i2", (4,))]
         fields += [(f"{name}_digits", ">i2", (whole_digits + _FRACTION_DIGITS,))]
@@ -79,9 +89,13 @@ def _write_dtype(frequency_length: int) -> np.dtype:
 
 
 def _numeric_digits(values: np.ndarray, whole_digits: int, scale: int) -> np.ndarray:
-    """Base-10000 digits of non-negative `values` rounded to `scale` decimal places."""
+    """Base-10000 digits of non-negative `values` rounded to `scale` decimal places and to the
+    15 significant digits a float64 carries (as PostgreSQL's float8 -> numeric cast does), so
+    99999999999.99 is stored as such rather than as 99999999999.99000549."""
     whole = np.floor(values)
-    fraction = np.rint((values - whole) * 10**scale).astype(np.int64)
+    whole_digit_count = np.floor(np.log10(np.maximum(values, 1e-300))) + 1
+    decimals = np.clip(FLOAT_SIGNIFICANT_DIGITS - whole_digit_count, 0, scale).astype(np.int64)
+    fraction = (np.rint((values - whole) * 10.0**decimals) * 10.0 ** (scale - decimals)).astype(np.int64)
     whole = whole.astype(np.int64)
     carry = fraction >= 10**scale  # 0.999999999 rounds up to the next whole number
     whole[carry] += 1
@@ -135,7 +149,8 @@ def bar_arrays_from_copy_binary(data: bytes | bytearray | memoryview) -> BarArra
         raise ValueError("unexpected binary COPY row width: a column is NULL or not time + 5 float8")
     rows = np.frombuffer(body, dtype=_READ_DTYPE)
     if len(rows) and (
-        np.any(rows["field_count"] != len(_READ_FIELDS)) or any(np.any(rows[f"{name}_length"] != 8) for name in _READ_FIELDS)
+        np.any(rows["field_count"] != len(_READ_FIELDS))
+        or any(np.any(rows[f"{name}_length"] != 8) for name in _READ_FIELDS)
     ):
         raise ValueError("unexpected binary COPY row layout: expected time + 5 float8, none NULL")
     times = (rows["time"].astype(np.int64) + _PG_EPOCH_US) * 1000

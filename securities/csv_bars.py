@@ -1,7 +1,9 @@
 """Read an OHLCV CSV (or .csv.gz) into `BarArrays`, with line-numbered errors (Django-free).
 
-The csv module splits the lines (and tells us each row's line number); conversion and checks
-run vectorised over whole columns with numpy/pandas, so a million rows parse in about a second.
+A plain file (no quotes, no blank lines, the header's number of fields on every line, numbers
+where numbers belong) goes through pandas' C parser, and its line numbers follow from a byte
+scan; anything else goes through the csv module row by row, which knows every row's line. The
+checks then run vectorised over whole columns, so a million rows parse in about a second.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -53,6 +56,16 @@ class ParsedBars:
 
 def exchange_time_zone(calendar_name: str) -> str:
     return str(exchange_calendars.get_calendar(calendar_name).tz)
+
+
+def exchange_calendar(name: str, first: pd.Timestamp, last: pd.Timestamp):
+    """The calendar covering [first, last] (dates): the library's cached default span (about
+    20 years back to one ahead) when it does, else one built for the range (slower to build)."""
+    calendar = exchange_calendars.get_calendar(name)
+    if calendar.first_session <= first and last <= calendar.last_session:
+        return calendar
+    margin = pd.Timedelta(days=7)
+    return exchange_calendars.get_calendar(name, start=(first - margin).date(), end=(last + margin).date())
 
 
 def time_zone_check(name: str) -> str:
@@ -107,8 +120,9 @@ def _numbers(values) -> np.ndarray:
 
 
 def _table_fast(raw: bytes, header: list[str], time_indexes: list[int], value_indexes: list[int]) -> _Table | None:
-    """pandas' C parser, when line numbers are certain: no quotes, no blank lines, and every
-    line has the header's number of commas. Otherwise None (use _table_csv)."""
+    """pandas' C parser, when line numbers are certain (no quotes, no blank lines, every line
+    with the header's number of commas) and every value column reads as numbers. Otherwise
+    None: _table_csv then finds and names the bad cells."""
     if b'"' in raw:
         return None
     data = np.frombuffer(raw, dtype=np.uint8)
@@ -120,16 +134,19 @@ def _table_fast(raw: bytes, header: list[str], time_indexes: list[int], value_in
     lengths = ends - starts - (data[np.maximum(ends - 1, 0)] == ord("\r"))
     if len(ends) < 2 or np.any(comma_counts[1:] != len(header) - 1) or np.any(lengths[1:] <= 0):
         return None
-    frame = pd.read_csv(
-        io.BytesIO(raw),
-        header=None,
-        skiprows=1,
-        usecols=[*time_indexes, *value_indexes],
-        dtype={index: str for index in time_indexes},
-        skipinitialspace=True,
-        encoding="utf-8-sig",
-        skip_blank_lines=False,
-    )
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(raw),
+            header=None,
+            skiprows=1,
+            usecols=[*time_indexes, *value_indexes],
+            dtype={index: str for index in time_indexes} | {index: np.float64 for index in value_indexes},
+            skipinitialspace=True,
+            encoding="utf-8-sig",
+            skip_blank_lines=False,
+        )
+    except ValueError:  # a value that is not a number
+        return None
     if len(frame) != len(ends) - 1:
         return None
 
@@ -137,16 +154,12 @@ def _table_fast(raw: bytes, header: list[str], time_indexes: list[int], value_in
         line = raw[starts[position + 1] : ends[position + 1]].decode("utf-8", errors="replace").rstrip("\r")
         return line.split(",")[column].strip()
 
-    numbers = {}
-    for index in value_indexes:
-        column = frame[index]
-        numbers[index] = column.to_numpy(dtype=np.float64) if column.dtype.kind in "biuf" else _numbers(column)
     return _Table(
         header=header,
         lines=np.arange(2, len(frame) + 2, dtype=np.int64),
         widths=np.full(len(frame), len(header), dtype=np.int64),
         strings={index: frame[index].fillna("") for index in time_indexes},
-        numbers=numbers,
+        numbers={index: frame[index].to_numpy(dtype=np.float64) for index in value_indexes},
         cell_text=cell_text,
     )
 
@@ -162,7 +175,9 @@ def _table_csv(raw: bytes, header: list[str], time_indexes: list[int], value_ind
             lines.append(reader.line_num)
     widths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     width = len(header)
-    columns = list(zip(*(row if len(row) == width else [""] * width for row in rows), strict=True)) if rows else [()] * width
+    columns = (
+        list(zip(*(row if len(row) == width else [""] * width for row in rows), strict=True)) if rows else [()] * width
+    )
 
     def cell_text(position: int, column: int) -> str:
         row = rows[position]
@@ -181,7 +196,9 @@ def _table_csv(raw: bytes, header: list[str], time_indexes: list[int], value_ind
 def _read_table(file) -> tuple[_Table, list[int], dict[str, int], list[str]]:
     raw = read_file_bytes(file)
     try:
-        header = next(csv.reader(io.StringIO(raw[:65536].decode("utf-8-sig", errors="replace").split("\n", 1)[0])), None)
+        header = next(
+            csv.reader(io.StringIO(raw[:65536].decode("utf-8-sig", errors="replace").split("\n", 1)[0])), None
+        )
         if not header:
             raise BarFileError(f"the file is empty: expected a header row such as {_EXAMPLE_HEADER}")
         time_indexes, value_indexes, ignored = _column_plan(header)
@@ -234,10 +251,17 @@ class _Errors:
         return [f"line {line}: {message}" for line, _, message in sorted(self.items)]
 
 
-def _parse_naive_or_aware(strings: pd.Series, zone: str) -> tuple[np.ndarray, np.ndarray]:
-    """(UTC int64 ns with NaT for unparseable, mask of values that parsed but do not exist/are ambiguous locally)."""
+def _offset_text(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _parse_naive_or_aware(strings: pd.Series, zone: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(UTC int64 ns with NaT for unparseable, mask of values that parsed but do not exist/are
+    ambiguous locally, mask of naive values at midnight: the ones that may lack a time)."""
     result = np.full(len(strings), np.datetime64("NaT", "ns")).astype(np.int64)
     local_problem = np.zeros(len(strings), dtype=bool)
+    midnight = np.zeros(len(strings), dtype=bool)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:  # the common case: every value naive
@@ -254,8 +278,11 @@ def _parse_naive_or_aware(strings: pd.Series, zone: str) -> tuple[np.ndarray, np
     naive_ns = localized.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype(np.int64)
     parsed_naive = naive.notna().to_numpy()
     local_problem[~aware_mask] = parsed_naive & localized.isna().to_numpy()
+    midnight[~aware_mask] = parsed_naive & (
+        naive.to_numpy(dtype="datetime64[ns]").astype(np.int64) % 86_400_000_000_000 == 0
+    )
     result[~aware_mask] = naive_ns
-    return result, local_problem
+    return result, local_problem, midnight
 
 
 def parse_bars_csv(file, *, calendar_name: str, frequency: str, timezone: str | None = None) -> ParsedBars:
@@ -304,10 +331,7 @@ def parse_bars_csv(file, *, calendar_name: str, frequency: str, timezone: str | 
         times = np.full(rows, never, dtype=np.int64)
         valid_days = days.dropna()
         if len(valid_days):
-            margin = pd.Timedelta(days=7)
-            calendar = exchange_calendars.get_calendar(
-                calendar_name, start=(valid_days.min() - margin).date(), end=(valid_days.max() + margin).date()
-            )
+            calendar = exchange_calendar(calendar_name, valid_days.min(), valid_days.max())
             opens = calendar.opens.reindex(pd.DatetimeIndex(days))
             session_known = opens.notna().to_numpy()
             times[session_known] = opens[session_known].to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -317,7 +341,12 @@ def parse_bars_csv(file, *, calendar_name: str, frequency: str, timezone: str | 
                 "(weekend or holiday)",
             )
     else:
-        times, local_problem = _parse_naive_or_aware(time_strings, zone)
+        times, local_problem, midnight = _parse_naive_or_aware(time_strings, zone)
+        # ISO 8601 reads a bare date as midnight; in a file of date-times that is a missing time.
+        midnight_positions = np.flatnonzero(midnight)
+        bare_dates = [_DATE_RE.fullmatch(str(time_strings.iat[p]).strip()) is not None for p in midnight_positions]
+        times[midnight_positions[np.array(bare_dates, dtype=bool)]] = never
+        local_problem[midnight_positions[np.array(bare_dates, dtype=bool)]] = False
         errors.add(
             (times == never) & ~local_problem & ~unusable,
             lambda p: f"column {time_name!r} value {time_strings.iat[p]!r} is not a date-time like 2017-11-10 09:30:00"
@@ -327,10 +356,11 @@ def parse_bars_csv(file, *, calendar_name: str, frequency: str, timezone: str | 
                 else " (ISO 8601, optional UTC offset)"
             ),
         )
+        standard_offset = _offset_text(ZoneInfo(zone).utcoffset(datetime(2001, 1, 1)))
         errors.add(
             local_problem & ~unusable,
             lambda p: f"column {time_name!r} value {time_strings.iat[p]!r} is ambiguous or skipped in {zone} "
-            f"(daylight-saving change): give a UTC offset, e.g. {time_strings.iat[p]}-05:00",
+            f"(daylight-saving change): give a UTC offset, e.g. {str(time_strings.iat[p]).strip()}{standard_offset}",
         )
     errors.add(
         (times != never) & (times % 1_000_000_000 != 0) & ~unusable,

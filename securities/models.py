@@ -50,7 +50,8 @@ class Security(models.Model):
 class Bar(models.Model):
     """One OHLCV bar; `time` is the bar's open time in UTC."""
 
-    security = models.ForeignKey(Security, on_delete=models.CASCADE, related_name="bars")
+    # db_index off: the unique (security, frequency, time) index already leads with it.
+    security = models.ForeignKey(Security, on_delete=models.CASCADE, related_name="bars", db_index=False)
     frequency = models.CharField(max_length=8, choices=BarFrequency.choices)
     time = models.DateTimeField()
     open = models.DecimalField(max_digits=20, decimal_places=8)

@@ -51,13 +51,17 @@ class SecurityValidation:
 
 
 def _asset_type_checked(asset_type: str) -> str:
-    if asset_type not in AssetType.values:
+    """The asset type value; schemas write EQUITY/FUTURE, the database equity/future."""
+    value = str(asset_type).strip().lower()
+    if value not in AssetType.values:
         raise ValueError(f"asset type {asset_type!r} is not one of {', '.join(AssetType.values)}")
-    return asset_type
+    return value
 
 
 def security_get(*, symbol: str, asset_type: str) -> Security | None:
-    return Security.objects.filter(symbol=(symbol or "").strip().upper(), asset_type=asset_type).first()
+    return Security.objects.filter(
+        symbol=(symbol or "").strip().upper(), asset_type=_asset_type_checked(asset_type)
+    ).first()
 
 
 # --- Corrections ------------------------------------------------------------------------------
@@ -94,7 +98,9 @@ def _security_directory() -> tuple[_Entry, ...]:
                     tuple(word for word in _NAME_WORD_RE.findall(name.lower()) if len(word) > 1),
                     frozenset(symbol),
                 )
-                for symbol, name, asset_type in Security.objects.values_list("symbol", "name", "asset_type").order_by("symbol")
+                for symbol, name, asset_type in Security.objects.values_list("symbol", "name", "asset_type").order_by(
+                    "symbol"
+                )
             )
             _directory["version"] = version
         return _directory["entries"]
@@ -162,7 +168,12 @@ def security_validate(*, symbol: str, asset_type: str) -> SecurityValidation:
         if security.asset_type == asset_type:
             message = security.name if security.active else f"{security.name} (inactive)"
             return SecurityValidation(
-                status=RECOGNISED, symbol=normalised, asset_type=asset_type, security=security, name=security.name, message=message
+                status=RECOGNISED,
+                symbol=normalised,
+                asset_type=asset_type,
+                security=security,
+                name=security.name,
+                message=message,
             )
     if matches:
         found_as = [security.asset_type for security in matches]
@@ -178,13 +189,17 @@ def security_validate(*, symbol: str, asset_type: str) -> SecurityValidation:
     corrections = _corrections(normalised, asset_type)
     if corrections:
         suggestions = ", ".join(
-            correction.symbol if correction.asset_type == asset_type else f"{correction.symbol} ({AssetType(correction.asset_type).label})"
+            correction.symbol
+            if correction.asset_type == asset_type
+            else f"{correction.symbol} ({AssetType(correction.asset_type).label})"
             for correction in corrections
         )
         message = f"unknown symbol '{normalised}' — did you mean {suggestions}?"
     else:
         message = f"unknown symbol '{normalised}' — nothing similar in the security master"
-    return SecurityValidation(status=UNKNOWN, symbol=normalised, asset_type=asset_type, message=message, corrections=corrections)
+    return SecurityValidation(
+        status=UNKNOWN, symbol=normalised, asset_type=asset_type, message=message, corrections=corrections
+    )
 
 
 def _word_start(word: str) -> Q:
@@ -242,7 +257,11 @@ def bars_as_arrays(*, security: Security | int, frequency: str, start: datetime,
             f"COPY (SELECT time, {floats} FROM {table} WHERE security_id = %s AND frequency = %s "
             "AND time >= %s AND time < %s) TO STDOUT (FORMAT BINARY)"
         )
-        with connection.cursor() as cursor, cursor.cursor.copy(statement, [security_id, frequency, start, end]) as copy:
+        with (
+            connection.cursor() as cursor,
+            connection.wrap_database_errors,
+            cursor.cursor.copy(statement, [security_id, frequency, start, end]) as copy,
+        ):
             data = bytearray()
             for block in copy:
                 data += block
@@ -252,13 +271,20 @@ def bars_as_arrays(*, security: Security | int, frequency: str, start: datetime,
             cursor.execute(
                 f"SELECT time, {', '.join(VALUE_FIELDS)} FROM {table} WHERE security_id = %s AND frequency = %s "
                 "AND time >= %s AND time < %s",
-                [security_id, frequency, connection.ops.adapt_datetimefield_value(start), connection.ops.adapt_datetimefield_value(end)],
+                [
+                    security_id,
+                    frequency,
+                    connection.ops.adapt_datetimefield_value(start),
+                    connection.ops.adapt_datetimefield_value(end),
+                ],
             )
             rows = cursor.fetchall()
         if not rows:
             return BarArrays.empty()
         times, *values = zip(*rows, strict=True)
-        nanoseconds = pd.to_datetime(pd.Series(times), format="ISO8601").to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        nanoseconds = (
+            pd.to_datetime(pd.Series(times), format="ISO8601").to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        )
         bars = BarArrays(nanoseconds, *(np.asarray(column, dtype=np.float64) for column in values))
     if np.any(np.diff(bars.times) < 0):
         bars = bars.take(np.argsort(bars.times, kind="stable"))
@@ -276,4 +302,8 @@ def bars_available(*, security: Security | int, frequency: str) -> tuple[datetim
 def bar_frequencies_for(security: Security | int) -> list[str]:
     """Frequencies with stored bars for the security, finest first (one index probe each)."""
     security_id = _security_id(security)
-    return [frequency for frequency in BarFrequency.values if Bar.objects.filter(security_id=security_id, frequency=frequency).exists()]
+    return [
+        frequency
+        for frequency in BarFrequency.values
+        if Bar.objects.filter(security_id=security_id, frequency=frequency).exists()
+    ]

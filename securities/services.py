@@ -7,7 +7,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import islice, repeat
 from pathlib import Path
@@ -26,14 +26,13 @@ SESSION_CALENDARS = {AssetType.EQUITY: "XNYS", AssetType.FUTURE: "CMES"}
 
 Progress = Callable[[int, int], None]  # (bars written so far, bars to write)
 ANALYZE_AFTER_ROWS = 100_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --- Security master -----------------------------------------------------------------------
 
-SECURITY_COLUMNS = (
-    "symbol", "name", "asset_type", "exchange", "currency", "sector", "isin", "tick_size", "multiplier", "fractionable", "active",
-)
-_BOOLEANS = {"true": True, "t": True, "yes": True, "y": True, "1": True, "false": False, "f": False, "no": False, "n": False, "0": False}
+SECURITY_COLUMNS = ("symbol", "name", "asset_type", "exchange", "currency", "sector", "isin", "tick_size", "multiplier", "fractionable", "active")  # fmt: skip
+_BOOLEANS = dict.fromkeys(("true", "t", "yes", "y", "1"), True) | dict.fromkeys(("false", "f", "no", "n", "0"), False)
 
 
 class SecurityImportError(ValueError):
@@ -233,23 +232,27 @@ class BarImportReport:
 
 
 def _utc(nanoseconds: int) -> datetime:
-    return datetime.fromtimestamp(nanoseconds // 1_000_000_000, tz=UTC).replace(microsecond=(nanoseconds // 1000) % 1_000_000)
+    return EPOCH + timedelta(microseconds=nanoseconds // 1000)
 
 
 def _sqlite_time_strings(times: np.ndarray) -> list[str]:
     # Django stores aware datetimes on SQLite as "YYYY-MM-DD HH:MM:SS" in UTC; range queries
     # compare these strings, so stored bars must use exactly that form.
-    text = np.datetime_as_string(times.astype("datetime64[s]"), unit="s")
+    text = np.datetime_as_string(times.view("datetime64[ns]").astype("datetime64[s]"), unit="s")
     characters = text.view("U1").reshape(len(text), -1).copy()
     characters[:, 10] = " "
     return characters.view(f"U{characters.shape[1]}").ravel().tolist()
 
 
-def _bars_insert_postgresql(cursor, *, security_id: int, frequency: str, bars: BarArrays, progress: Progress | None) -> None:
+def _bars_insert_postgresql(
+    cursor, *, security_id: int, frequency: str, bars: BarArrays, progress: Progress | None
+) -> None:
     # One binary COPY straight into the bar table (NUMERIC encoded in numpy, see bar_arrays).
     table = connection.ops.quote_name(Bar._meta.db_table)
-    statement = f"COPY {table} (security_id, frequency, time, open, high, low, close, volume) FROM STDIN (FORMAT BINARY)"
-    with cursor.cursor.copy(statement) as copy:
+    statement = (
+        f"COPY {table} (security_id, frequency, time, open, high, low, close, volume) FROM STDIN (FORMAT BINARY)"
+    )
+    with connection.wrap_database_errors, cursor.cursor.copy(statement) as copy:
         # Chunk 0 is the stream header; chunk k ends with row k * COPY_ROWS_PER_CHUNK.
         for index, chunk in enumerate(bar_rows_copy_binary(security_id=security_id, frequency=frequency, bars=bars)):
             copy.write(chunk)
@@ -257,10 +260,15 @@ def _bars_insert_postgresql(cursor, *, security_id: int, frequency: str, bars: B
                 progress(min(index * COPY_ROWS_PER_CHUNK, len(bars)), len(bars))
 
 
-def _bars_insert_sqlite(cursor, *, security_id: int, frequency: str, bars: BarArrays, progress: Progress | None) -> None:
+def _bars_insert_sqlite(
+    cursor, *, security_id: int, frequency: str, bars: BarArrays, progress: Progress | None
+) -> None:
     table = connection.ops.quote_name(Bar._meta.db_table)
     rows = zip(
-        repeat(security_id), repeat(frequency), _sqlite_time_strings(bars.times), *(getattr(bars, name).tolist() for name in VALUE_FIELDS),
+        repeat(security_id),
+        repeat(frequency),
+        _sqlite_time_strings(bars.times),
+        *(getattr(bars, name).tolist() for name in VALUE_FIELDS),
         strict=False,  # the repeats are endless; the columns decide the length
     )
     sql = f"INSERT INTO {table} (security_id, frequency, time, open, high, low, close, volume) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -294,7 +302,12 @@ def bars_store(
     if np.any(np.diff(bars.times) <= 0) or np.any(bars.times % 1_000_000_000):
         raise ValueError("bar times must be strictly increasing whole seconds")
     prices = np.concatenate([getattr(bars, name) for name in PRICE_FIELDS])
-    if not (np.all(prices > 0) and np.all(prices < PRICE_LIMIT) and np.all(bars.volume >= 0) and np.all(bars.volume < VOLUME_LIMIT)):
+    if not (
+        np.all(prices > 0)
+        and np.all(prices < PRICE_LIMIT)
+        and np.all(bars.volume >= 0)
+        and np.all(bars.volume < VOLUME_LIMIT)
+    ):
         raise ValueError(f"prices must be in (0, {PRICE_LIMIT:.0e}) and volume in [0, {VOLUME_LIMIT:.0e})")
     first, last = _utc(int(bars.times[0])), _utc(int(bars.times[-1]))
     # Imports of one security take turns, so two overlapping imports cannot interleave.
@@ -378,7 +391,9 @@ def bars_import(
     security = _security_for_bars(symbol=symbol, asset_type=asset_type)
     if source is None:
         source = Path(str(getattr(file, "name", None) or file)).name
-    parsed = parse_bars_csv(file, calendar_name=SESSION_CALENDARS[AssetType(asset_type)], frequency=frequency, timezone=timezone)
+    parsed = parse_bars_csv(
+        file, calendar_name=SESSION_CALENDARS[AssetType(asset_type)], frequency=frequency, timezone=timezone
+    )
     if parsed.errors and not skip_bad:
         raise BarFileError(
             f"{source}: {parsed.rows_rejected:,} of {parsed.rows_read:,} rows are bad, so nothing was imported; "
@@ -398,7 +413,10 @@ def bars_import(
         progress=progress,
     )
     return dataclasses.replace(
-        report, errors=parsed.errors, ignored_columns=parsed.ignored_columns, elapsed_seconds=time.perf_counter() - started
+        report,
+        errors=parsed.errors,
+        ignored_columns=parsed.ignored_columns,
+        elapsed_seconds=time.perf_counter() - started,
     )
 
 
@@ -438,5 +456,7 @@ def bars_generate_synthetic(
         f"synthetic {calendar} random walk: seed {seed}, start price {start_price}, volatility {annual_volatility}, "
         f"drift {drift}, {start_date}..{end_date}"
     )
-    report = bars_store(security=security, frequency=frequency, bars=bars, source=source, synthetic=True, user=user, progress=progress)
+    report = bars_store(
+        security=security, frequency=frequency, bars=bars, source=source, synthetic=True, user=user, progress=progress
+    )
     return dataclasses.replace(report, elapsed_seconds=time.perf_counter() - started)

@@ -14,11 +14,11 @@ from __future__ import annotations
 import zlib
 from datetime import date
 
-import exchange_calendars
 import numpy as np
 import pandas as pd
 
 from securities.bar_arrays import BarArrays
+from securities.csv_bars import exchange_calendar
 
 BAR_SECONDS = {"second": 1, "minute": 60, "hour": 3600}  # "day" is one bar per session
 SESSIONS_PER_YEAR = 252
@@ -80,8 +80,7 @@ def synthetic_minute_bars(
     start, end = pd.Timestamp(start_date), pd.Timestamp(end_date)
     if end < start:
         raise ValueError(f"end_date {end.date()} is before start_date {start.date()}")
-    margin = pd.Timedelta(days=7)
-    exchange = exchange_calendars.get_calendar(calendar, start=(start - margin).date(), end=(end + margin).date())
+    exchange = exchange_calendar(calendar, start, end)
     sessions = exchange.sessions_in_range(start, end)
     if len(sessions) == 0:
         return BarArrays.empty()

@@ -124,6 +124,7 @@ def run_backtest(
                 except RunEnded as ended:
                     status, message = "error", str(ended)
             capture.finish()
+            kernel.note_slow_handler()
             kernel.phase = "stop"
             kernel.close_remaining_orders("the run ended" if status != "error" else "the run ended in error")
             kernel.flush(final=True, progress=100 if status == "complete" else None)
@@ -203,19 +204,16 @@ def _load_bars(kernel: Kernel) -> MergedFeed:
         place_on_sessions(subscription, instrument.sessions)
         gaps = find_gaps(subscription, instrument.sessions)
         if gaps:
-            unit = "sessions" if subscription.frequency.value == "day" else f"{subscription.frequency} bars"
-            largest = max(gaps, key=lambda gap: gap.missing)
             kernel.issues.report(
                 diagnostics.DATA_GAP,
                 key=subscription.label,
                 message=(
                     f"{subscription.label} have {len(gaps)} gap(s) on the {instrument.sessions.name} calendar (largest: "
-                    f"{largest.missing} {unit} missing after {from_ns(largest.after_ns):%Y-%m-%d %H:%M} UTC); fills and "
-                    "valuations across a gap use the last price before it"
+                    f"{_describe_gap(max(gaps, key=lambda gap: gap.missing), subscription)}); fills and valuations across "
+                    "a gap use the last price before it"
                 ),
-                detail="\n".join(
-                    f"{gap.missing} {unit} missing after {from_ns(gap.after_ns):%Y-%m-%d %H:%M} UTC" for gap in gaps[:50]
-                ) + (f"\n… and {len(gaps) - 50} more" if len(gaps) > 50 else ""),
+                detail="\n".join(_describe_gap(gap, subscription) for gap in gaps[:50])
+                + (f"\n… and {len(gaps) - 50} more" if len(gaps) > 50 else ""),
             )
     with_data = [s for s in kernel.subscriptions if len(s.bars)]
     if not with_data:
@@ -230,6 +228,13 @@ def _load_bars(kernel: Kernel) -> MergedFeed:
     return MergedFeed(kernel.subscriptions)
 
 
+def _describe_gap(gap, subscription) -> str:
+    when = f"{from_ns(gap.at_ns):%Y-%m-%d %H:%M} UTC"
+    if gap.sessions:
+        return f"{gap.missing} session{'s' if gap.missing > 1 else ''} missing from {when}"
+    return f"{gap.missing} {subscription.frequency} bars missing after {when}"
+
+
 def _replay(kernel: Kernel, feed: MergedFeed) -> None:
     ctx = kernel.ctx
     broker = kernel.broker
@@ -240,7 +245,7 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
     apply = kernel.apply
     record_equity = kernel.record_equity
     equity_times, equity_values, pending_equity = kernel.equity_times, kernel.equity_values, kernel.pending_equity
-    bar_open_ns = feed.bar_open_ns
+    bar_open_ns, bar_time_ns = feed.bar_open_ns, feed.time_ns
     new_event = tuple.__new__
     countdown = last_check_at = FIRST_CHECK
     index = 0
@@ -257,7 +262,10 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
                 instrument.last_close = c
                 ctx.now_ns = emit
                 if instrument.orders and subscription is instrument.fill_subscription:
-                    kernel.fill_bar(instrument, int(bar_open_ns[index]), emit, emit_time, o, h, l, v)
+                    bar_open = int(bar_open_ns[index])
+                    kernel.fill_bar(
+                        instrument, bar_open, time if bar_open == int(bar_time_ns[index]) else None, emit, emit_time, o, h, l, v
+                    )
                 try:
                     actions = on_bar(
                         new_event(BarEvent, (instrument.symbol, instrument.asset_type, subscription.frequency, time, o, h, l, c, v))

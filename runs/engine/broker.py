@@ -24,7 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from runs.engine.core_settings import CoreSettings
-from runs.engine.decimals import BPS, ONE, ZERO, floor_to, money, price_from_float
+from runs.engine.decimals import BPS, ONE, ZERO, floor_to, money, plain, price_from_float
 from runs.engine.feed import Instrument, from_ns
 from runs.engine.ledger import Portfolio
 from runs.engine.records import FillRecord, OrderRecord
@@ -53,7 +53,7 @@ class Order:
         "created_at", "updated_at", "active_from_ns", "expire_ns", "triggered",
     )
 
-    def __init__(self, *, order_id, client_order_id, instrument, symbol, asset_type, intent, order_type, time_in_force,
+    def __init__(self, order_id, client_order_id, instrument, symbol, asset_type, intent, order_type, time_in_force,
                  quantity, notional, limit_price, stop_price, tag, side, created_at):
         self.order_id = order_id
         self.client_order_id = client_order_id
@@ -118,13 +118,13 @@ class SimulatedBroker:
         self.last_order_id = 0
         self.next_expiry_ns = NEVER
         self.accepting = True  # False once the run is ending: no session is left for new orders
+        self._free = core.commission.is_free
         self._slip_buy = ONE + core.slippage_bps / BPS
         self._slip_sell = ONE - core.slippage_bps / BPS
 
     # -- placing and cancelling -------------------------------------------------------------
     def place(
         self,
-        *,
         instrument: Instrument | None,
         symbol: str,
         asset_type: AssetType,
@@ -141,22 +141,11 @@ class SimulatedBroker:
     ) -> Order:
         self.last_order_id += 1
         order_id = self.last_order_id
+        closing = intent is Intent.CLOSE
         order = Order(
-            order_id=order_id,
-            client_order_id=f"{self.prefix}-{order_id}",
-            instrument=instrument,
-            symbol=symbol,
-            asset_type=asset_type,
-            intent=intent,
-            order_type=order_type,
-            time_in_force=time_in_force,
-            quantity=None if intent is Intent.CLOSE else quantity,
-            notional=None if intent is Intent.CLOSE else notional,
-            limit_price=limit_price,
-            stop_price=stop_price,
-            tag=tag,
-            side=self._side(intent, instrument),
-            created_at=now,
+            order_id, "%s-%d" % (self.prefix, order_id), instrument, symbol, asset_type, intent, order_type, time_in_force,
+            None if closing else quantity, None if closing else notional, limit_price, stop_price, tag,
+            self._side(intent, instrument), now,
         )
         self.changed[order_id] = order
         problem = self._placement_problem(order, instrument, now_ns)
@@ -183,9 +172,9 @@ class SimulatedBroker:
         amount = order.quantity if order.quantity is not None else order.notional
         if order.intent is not Intent.CLOSE and amount <= 0:
             field = "quantity" if order.quantity is not None else "notional"
-            return QUANTITY_NOT_POSITIVE, f"{field} is {amount}: it must be greater than 0"
+            return QUANTITY_NOT_POSITIVE, f"{field} is {plain(amount)}: it must be greater than 0"
         if order.quantity is not None and order.quantity != order.quantity.to_integral_value() and not instrument.security.fractionable:
-            return FRACTIONAL_NOT_ALLOWED, f"{order.symbol} trades in whole units only: quantity {order.quantity} must be a whole number"
+            return FRACTIONAL_NOT_ALLOWED, f"{order.symbol} trades in whole units only: quantity {plain(order.quantity)} must be a whole number"
         if not self.accepting:
             return MARKET_CLOSED, "the run has ended: no session is left to work the order in"
         sessions = instrument.sessions
@@ -218,22 +207,23 @@ class SimulatedBroker:
 
     # -- fills ------------------------------------------------------------------------------
     def evaluate(
-        self, instrument: Instrument, bar_open_ns: int, close_time: datetime, open_: float, high: float, low: float, volume: float
+        self, instrument: Instrument, bar_open_ns: int, open_time: datetime, close_time: datetime,
+        open_: float, high: float, low: float, volume: float,
     ) -> None:
         """Try every working order of the instrument against one bar (trading from
-        `bar_open_ns`, closing at `close_time`). With core.max_volume_participation, the orders
-        share that fraction of the bar's volume, oldest first."""
+        `bar_open_ns` = `open_time`, closing at `close_time`). With core.max_volume_participation,
+        the orders share that fraction of the bar's volume, oldest first."""
         participation = self.core.max_volume_participation
         step = FRACTION_STEP if instrument.security.fractionable else ONE
         volume_left = floor_to(Decimal(repr(volume)) * participation, step) if participation is not None else None
         for order in tuple(instrument.orders):
-            if bar_open_ns < order.active_from_ns or order.state.is_terminal:
+            if bar_open_ns < order.active_from_ns:  # placed after this bar opened
                 continue
-            filled = self._try_fill(order, instrument, bar_open_ns, close_time, open_, high, low, volume_left, step)
+            filled = self._try_fill(order, instrument, open_time, close_time, open_, high, low, volume_left, step)
             if volume_left is not None and filled:
                 volume_left -= filled
 
-    def _try_fill(self, order, instrument, bar_open_ns, close_time, open_, high, low, volume_left, step) -> Decimal:
+    def _try_fill(self, order, instrument, open_time, close_time, open_, high, low, volume_left, step) -> Decimal:
         held = instrument.position.quantity if instrument.position is not None else ZERO
         intent = order.intent
         if intent is Intent.CLOSE:
@@ -244,13 +234,13 @@ class SimulatedBroker:
             intent is Intent.BUY_TO_CLOSE and held >= 0
         ):
             self._finish(order, OrderState.CANCELLED, "nothing to close: the position is flat" if held == 0 else
-                         f"nothing to close: the position is {'short' if held < 0 else 'long'}", from_ns(bar_open_ns))
+                         f"nothing to close: the position is {'short' if held < 0 else 'long'}", open_time)
             return ZERO
         priced = self._fill_price(order, buying, open_, high, low)
         if priced is None:
             return ZERO
         price, at_open = priced
-        time = from_ns(bar_open_ns) if at_open else close_time
+        time = open_time if at_open else close_time
         multiplier = instrument.multiplier
 
         # How much: what the intent asks for, then what the notional buys, then the volume cap.
@@ -261,7 +251,7 @@ class SimulatedBroker:
             if wanted == 0:
                 if order.filled_quantity == 0:
                     self._reject(order, QUANTITY_NOT_POSITIVE, (
-                        f"notional {order.notional} buys less than {step} {order.symbol} at {price}"
+                        f"notional {order.notional:,.2f} buys less than {step} {order.symbol} at {plain(price)}"
                         + ("" if self.core.commission.is_free else " with commission")
                         + ": raise the notional"
                     ), time)
@@ -281,11 +271,11 @@ class SimulatedBroker:
 
         if after < 0 and not self.core.allow_short and intent is Intent.SELL:
             self._reject(order, SHORT_NOT_ALLOWED, (
-                f"selling {wanted} {order.symbol} would leave a position of {after}: use SELL_TO_CLOSE to exit, "
+                f"selling {plain(wanted)} {order.symbol} would leave a position of {plain(after)}: use SELL_TO_CLOSE to exit, "
                 "or set core.allow_short"
             ), time)
             return ZERO
-        commission = self.core.commission.for_fill(
+        commission = ZERO if self._free else self.core.commission.for_fill(
             quantity=wanted,
             notional=wanted * price * multiplier,
             order_quantity_after=order.filled_quantity + wanted,
@@ -297,10 +287,15 @@ class SimulatedBroker:
                 self._reject(order, *problem, time)
                 return ZERO
 
-        self.portfolio.apply_fill(instrument, quantity=signed, price=price, commission=commission, time=time, order_id=order.order_id)
-        order.filled_quantity += wanted
-        order.filled_cost += wanted * price
-        order.average_fill_price = money(order.filled_cost / order.filled_quantity)
+        self.portfolio.apply_fill(instrument, signed, price, commission, time, order.order_id)
+        if order.filled_quantity:
+            order.filled_quantity += wanted
+            order.filled_cost += wanted * price
+            order.average_fill_price = money(order.filled_cost / order.filled_quantity)
+        else:
+            order.filled_quantity = wanted
+            order.filled_cost = wanted * price
+            order.average_fill_price = price
         order.commission += commission
         if order.notional is not None:
             order.notional_spent += wanted * price * multiplier + commission
@@ -339,7 +334,7 @@ class SimulatedBroker:
             return True, ""
         if intent in _CLOSING and after == 0:
             return True, (
-                f"filled {order.filled_quantity} of {order.quantity}: the position is closed and "
+                f"filled {plain(order.filled_quantity)} of {plain(order.quantity)}: the position is closed and "
                 f"{intent.name} never opens the other side"
             )
         return False, ""
@@ -390,22 +385,30 @@ class SimulatedBroker:
         budget = order.notional - order.notional_spent
         if budget <= 0:
             return ZERO
+        most = floor_to(budget / unit_cost, step)  # what fits before commission
+        if self._free or most <= 0:
+            return most
         commission = self.core.commission
-        quantity = floor_to(budget / unit_cost, step)
-        # Commission only lowers the quantity; each pass re-sizes with the commission of the
-        # last guess (never more than a few passes: the per-order minimum is one step).
-        while quantity > 0:
+
+        def fits(steps: int) -> bool:
+            quantity = steps * step
             fee = commission.for_fill(
                 quantity=quantity,
                 notional=quantity * unit_cost,
                 order_quantity_after=order.filled_quantity + quantity,
                 charged=order.commission,
             )
-            if quantity * unit_cost + fee <= budget:
-                return quantity
-            smaller = floor_to((budget - fee) / unit_cost, step) if budget > fee else ZERO
-            quantity = smaller if smaller < quantity else quantity - step
-        return ZERO
+            return quantity * unit_cost + fee <= budget
+
+        # The cost grows with the quantity: binary search over whole steps.
+        low, high = 0, int(most / step)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if fits(middle):
+                low = middle
+            else:
+                high = middle - 1
+        return low * step
 
     def _exposure_problem(self, order, instrument, held, after, wanted, price, commission) -> tuple[str, str] | None:
         core = self.core
@@ -414,22 +417,22 @@ class SimulatedBroker:
             order_value = (order.filled_quantity + wanted) * price * multiplier
             if order_value > core.max_order_value:
                 return RISK_LIMIT, (
-                    f"order value {money(order_value)} is above core.max_order_value {core.max_order_value}: "
+                    f"order value {order_value:,.2f} is above core.max_order_value {core.max_order_value:,.2f}: "
                     "trade smaller or raise the limit"
                 )
         position_value = abs(after) * price * multiplier
         if core.max_position_value is not None and position_value > core.max_position_value:
             return RISK_LIMIT, (
-                f"the {order.symbol} position would be worth {money(position_value)}, above core.max_position_value "
-                f"{core.max_position_value}: trade smaller or raise the limit"
+                f"the {order.symbol} position would be worth {position_value:,.2f}, above core.max_position_value "
+                f"{core.max_position_value:,.2f}: trade smaller or raise the limit"
             )
         value, gross = self.portfolio.value_and_gross_at(instrument, price)
         equity_after = value - commission
         gross_after = gross - abs(held) * price * multiplier + position_value
         if equity_after <= 0 or gross_after > core.max_leverage * equity_after:
             return INSUFFICIENT_BUYING_POWER, (
-                f"{'buying' if after > held else 'selling'} {wanted} {order.symbol} at {price} would take gross exposure to "
-                f"{money(gross_after)} against a portfolio value of {money(equity_after)} (core.max_leverage "
+                f"{'buying' if after > held else 'selling'} {plain(wanted)} {order.symbol} at {plain(price)} would take gross "
+                f"exposure to {gross_after:,.2f} against a portfolio value of {equity_after:,.2f} (core.max_leverage "
                 f"{core.max_leverage}): size orders from ctx.cash or ctx.portfolio_value"
             )
         return None

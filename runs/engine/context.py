@@ -153,7 +153,7 @@ class EngineContext:
         if asset_type is not None:
             asset = AssetType(asset_type)
             return self._kernel.instruments.get((key, asset), asset)
-        matches = [instrument for (name, _), instrument in self._kernel.instruments.items() if name == key]
+        matches = self._kernel.instruments_by_symbol.get(key, ())
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:

@@ -19,6 +19,12 @@ def money(value: Decimal) -> Decimal:
     return value.quantize(PLACES, ROUND_HALF_EVEN)
 
 
+def plain(value: Decimal) -> str:
+    """A Decimal for people: no exponent, no trailing zeros (5, 0.25, 1200)."""
+    text = format(value.normalize(), "f")
+    return text
+
+
 def floor_to(value: Decimal, step: Decimal) -> Decimal:
     """The largest multiple of `step` not above `value` (value >= 0)."""
     return value.quantize(step, ROUND_DOWN) if step < ONE else value.to_integral_value(ROUND_DOWN)

@@ -18,7 +18,7 @@ from runs.engine import diagnostics
 from runs.engine.broker import NEVER, RISK_LIMIT, BrokerListener, Order, SimulatedBroker
 from runs.engine.context import EngineContext, LogSink, strategy_logger
 from runs.engine.core_settings import CoreSettings
-from runs.engine.decimals import from_units, money, to_decimal
+from runs.engine.decimals import from_units, money, plain, to_decimal
 from runs.engine.diagnostics import IssueCollector, IssueKind, strategy_traceback
 from runs.engine.feed import Instrument, Subscription, from_ns, to_ns
 from runs.engine.ledger import Portfolio
@@ -106,11 +106,13 @@ class Kernel(BrokerListener):
         self.equity_values: list[float] = []
         self.pending_equity: list[tuple[datetime, Decimal, Decimal]] = []
         self.exposed_ns = 0
+        self.last_invested_ns = -1
         self.bars_processed = 0
         self.batches = 0
         self.collects_garbage = False  # set while automatic gc is off (see backtest._collect_garbage_per_batch)
         now = wallclock.monotonic()
-        self.last_flush = self.last_stop_poll = self.last_check = now
+        self.last_flush = self.last_check = now
+        self.last_stop_poll = float("-inf")  # the first check polls: a kill requested before the start stops at once
 
     # -- handlers ---------------------------------------------------------------------------
     def start_strategy(self, strategy_class, config: dict) -> None:
@@ -307,19 +309,19 @@ class Kernel(BrokerListener):
             raise InvalidAction("tag", "invalid", f"tag must be text of at most {MAX_TAG_LENGTH} characters")
         instrument = self._instrument(symbol, asset_type)
         self.broker.place(
-            instrument=instrument,
-            symbol=symbol,
-            asset_type=instrument.asset_type if instrument is not None else (asset_type or AssetType.EQUITY),
-            intent=intent,
-            quantity=quantity,
-            notional=notional,
-            order_type=order_type,
-            limit_price=limit_price,
-            stop_price=stop_price,
-            time_in_force=time_in_force,
-            tag=tag,
-            now_ns=self.ctx.now_ns,
-            now=self.ctx.now,
+            instrument,
+            symbol,
+            instrument.asset_type if instrument is not None else (asset_type or AssetType.EQUITY),
+            intent,
+            quantity,
+            notional,
+            order_type,
+            limit_price,
+            stop_price,
+            time_in_force,
+            tag,
+            self.ctx.now_ns,
+            self.ctx.now,
         )
 
     def _instrument(self, symbol: str, asset_type: AssetType | None) -> Instrument | None:
@@ -374,7 +376,7 @@ class Kernel(BrokerListener):
     def _deposit(self, action: DepositCash) -> None:
         amount = money(_number(action.amount, "amount"))
         if amount <= 0:
-            raise InvalidAction("amount", "not-positive", f"amount is {amount}: deposit a positive amount")
+            raise InvalidAction("amount", "not-positive", f"amount is {plain(amount)}: deposit a positive amount")
         self.portfolio.deposit(amount, time=self.ctx.now, description="DepositCash by the strategy")
 
     _appliers = {
@@ -457,9 +459,14 @@ class Kernel(BrokerListener):
                 self._restore(was_armed)
 
     def fill_bar(
-        self, instrument: Instrument, bar_open_ns: int, close_ns: int, close_time: datetime, open_: float, high: float, low: float, volume: float
+        self, instrument: Instrument, bar_open_ns: int, open_time: datetime | None, close_ns: int, close_time: datetime,
+        open_: float, high: float, low: float, volume: float,
     ) -> None:
-        self.broker.evaluate(instrument, bar_open_ns, close_time, open_, high, low, volume)
+        """Evaluate the instrument's working orders on a bar; `open_time` is None when the bar's
+        trading starts later than its stored time (a daily bar stored before its session opens)."""
+        if open_time is None:
+            open_time = from_ns(bar_open_ns)
+        self.broker.evaluate(instrument, bar_open_ns, open_time, close_time, open_, high, low, volume)
         if self.broker.next_expiry_ns <= close_ns:
             self.broker.expire_instrument(instrument, close_ns)
         if self.updates:
@@ -492,8 +499,10 @@ class Kernel(BrokerListener):
             else:
                 value = portfolio.value()
                 value_float = float(value)
-            if self.equity_times:
-                self.exposed_ns += time_ns - self.equity_times[-1]
+            # Time with a position: the intervals between two points that both had one.
+            if self.equity_times and self.equity_times[-1] == self.last_invested_ns:
+                self.exposed_ns += time_ns - self.last_invested_ns
+            self.last_invested_ns = time_ns
         else:
             value, value_float = portfolio.cash, portfolio.cash_float
         self.equity_times.append(time_ns)
@@ -507,17 +516,7 @@ class Kernel(BrokerListener):
         now = wallclock.monotonic()
         elapsed = now - self.last_check
         self.last_check = now
-        if self.watchdog is not None and self.watchdog.fired and not self.watchdog.interrupts:
-            self.watchdog.fired = False
-            self.issues.report(
-                diagnostics.HANDLER_TIMEOUT,
-                key="thread",
-                message=(
-                    f"a handler ran longer than {self.core.handler_timeout_seconds:g} s (core.handler_timeout_seconds); "
-                    "it could not be interrupted outside the worker's main thread: make the handler faster"
-                ),
-                detail=f"at {self.ctx.now:%Y-%m-%d %H:%M:%S} UTC (simulated)",
-            )
+        self.note_slow_handler()
         if now - self.last_stop_poll >= STOP_POLL_SECONDS:
             self.last_stop_poll = now
             if self._stop_requested():
@@ -527,6 +526,21 @@ class Kernel(BrokerListener):
         if elapsed <= 0:
             return 4096
         return max(1, min(4096, int(bars_since_check * TARGET_CHECK_SECONDS / elapsed)))
+
+    def note_slow_handler(self) -> None:
+        """Outside the main thread the watchdog cannot interrupt a slow handler; it only flags
+        it, and the issue is recorded here."""
+        if self.watchdog is not None and self.watchdog.fired and not self.watchdog.interrupts:
+            self.watchdog.fired = False
+            self.issues.report(
+                diagnostics.HANDLER_TIMEOUT,
+                key="thread",
+                message=(
+                    f"a handler ran longer than {self.core.handler_timeout_seconds:g} s (core.handler_timeout_seconds); "
+                    "outside the worker's main thread it could not be interrupted: make the handler faster"
+                ),
+                detail=f"noticed at {self.ctx.now:%Y-%m-%d %H:%M:%S} UTC (simulated)",
+            )
 
     def _stop_requested(self) -> bool:
         was_armed = self.watchdog is not None and self.watchdog.armed
@@ -573,6 +587,7 @@ class Kernel(BrokerListener):
         finally:
             if was_armed:
                 self._arm()
+        del batch  # before collecting: its records need not be walked
         self.batches += 1
         if self.collects_garbage:
             gc.collect(2 if self.batches % FULL_COLLECTION_EVERY == 0 else 1)
@@ -636,5 +651,5 @@ def _price(value, field: str) -> Decimal | None:
         return None
     price = money(_number(value, field))
     if price <= 0:
-        raise InvalidAction(field, "not-positive", f"{field} is {price}: prices must be greater than 0")
+        raise InvalidAction(field, "not-positive", f"{field} is {plain(price)}: prices must be greater than 0")
     return price

@@ -124,8 +124,9 @@ def place_on_sessions(subscription: Subscription, sessions: Sessions) -> None:
 
 @dataclass(frozen=True)
 class DataGap:
-    after_ns: int  # last bar before the gap (open time); for missing sessions, the first missing session's open
-    missing: int  # bars (intraday) or sessions (daily) missing
+    at_ns: int  # bars: the open of the last bar before the gap; sessions: the open of the first missing one
+    missing: int
+    sessions: bool  # whole sessions missing (else bars inside a session)
 
 
 def find_gaps(subscription: Subscription, sessions: Sessions) -> list[DataGap]:
@@ -143,7 +144,7 @@ def find_gaps(subscription: Subscription, sessions: Sessions) -> list[DataGap]:
         same_session = inside_sessions[1:] == inside_sessions[:-1]
         missing = (np.diff(inside_times) // step) - 1
         for index in np.flatnonzero(same_session & (missing > GAP_MISSING_BARS[subscription.frequency])):
-            gaps.append(DataGap(after_ns=int(inside_times[index]), missing=int(missing[index])))
+            gaps.append(DataGap(at_ns=int(inside_times[index]), missing=int(missing[index]), sessions=False))
     else:
         inside = session < len(sessions)
     traded = np.unique(session[inside])
@@ -154,8 +155,8 @@ def find_gaps(subscription: Subscription, sessions: Sessions) -> list[DataGap]:
             # Consecutive missing sessions are one gap.
             breaks = np.flatnonzero(np.diff(absent) != 1) + 1
             for run in np.split(absent, breaks):
-                gaps.append(DataGap(after_ns=int(sessions.opens[run[0]]), missing=len(run)))
-    gaps.sort(key=lambda gap: gap.after_ns)
+                gaps.append(DataGap(at_ns=int(sessions.opens[run[0]]), missing=len(run), sessions=True))
+    gaps.sort(key=lambda gap: gap.at_ns)
     return gaps
 
 

@@ -70,9 +70,7 @@ class Portfolio:
         self.post("deposit", money(amount), time, None, description)
 
     # -- fills ------------------------------------------------------------------------------
-    def apply_fill(
-        self, instrument: Instrument, *, quantity: Decimal, price: Decimal, commission: Decimal, time: datetime, order_id: int
-    ) -> None:
+    def apply_fill(self, instrument: Instrument, quantity: Decimal, price: Decimal, commission: Decimal, time: datetime, order_id: int) -> None:
         """Book a fill of signed `quantity` (positive buys) at `price`."""
         position = instrument.position
         if position is None:
@@ -81,7 +79,10 @@ class Portfolio:
         held = position.quantity
         description = "%s %s %s @ %s" % ("buy" if quantity > 0 else "sell", abs(quantity), instrument.symbol, price)
         realized = ZERO
-        if held == 0 or (held > 0) == (quantity > 0):
+        if held == 0:
+            total = quantity
+            position.average_price = price
+        elif (held > 0) == (quantity > 0):
             total = held + quantity
             position.average_price = (position.average_price * abs(held) + price * abs(quantity)) / abs(total)
         else:

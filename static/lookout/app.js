@@ -253,7 +253,9 @@
     if (root.querySelectorAll) root.querySelectorAll("form").forEach(updateMismatchSummary);
   });
   document.addEventListener("htmx:afterSettle", function (event) {
-    var form = event.detail.target.closest && event.detail.target.closest("form");
+    // A history restore settles without a target element.
+    var target = event.detail && (event.detail.target || event.detail.elt);
+    var form = target && target.closest ? target.closest("form") : null;
     if (form) updateMismatchSummary(form);
     drawCharts();
     markSelectedRun();

@@ -18,13 +18,17 @@ class SMA:
         self.value: float | None = None
 
     def update(self, x: float) -> float | None:
-        self._window.append(x)
-        self._sum += x
-        if len(self._window) > self.period:
-            self._sum -= self._window.popleft()
-        if len(self._window) == self.period:
-            # Re-sum occasionally would cost O(n); float drift over millions of bars stays ~1e-9.
+        window = self._window
+        window.append(x)
+        if self.value is not None:
+            # A running sum: re-summing would cost O(period); the drift over millions of bars
+            # stays around 1e-9 of the price.
+            self._sum += x - window.popleft()
             self.value = self._sum / self.period
+        else:
+            self._sum += x
+            if len(window) == self.period:
+                self.value = self._sum / self.period
         return self.value
 
 

@@ -2,33 +2,41 @@
 live_server. CI installs chromium with .ci/install-browser; without /usr/bin/chromium these
 tests are skipped with the reason."""
 
+import importlib
 import os
 from pathlib import Path
 
 import pytest
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls the tests make around
-# it are still synchronous and safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
-SCREENSHOTS = Path(os.environ.get("LOOKOUT_SCREENSHOTS", "/tmp/screens"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    """One browser per test module, so the event loop of Playwright's sync API is gone before
+    other modules' tests run."""
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is not installed (CI installs it with .ci/install-browser; locally: apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    # Playwright's sync API runs an event loop in the test thread, which makes Django refuse ORM
+    # calls there; the tests' ORM calls are still plain synchronous ones, so allow them.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture(autouse=True)
@@ -48,15 +56,27 @@ def page(chromium, live_server):
     context.close()
 
 
+def role_group(name: str):
+    """The role's group as migration runs/0002 makes it. Transactional tests flush the tables
+    after each test, the migration's groups included, so they are made again when missing."""
+    from django.contrib.auth.models import Group, Permission
+
+    roles = importlib.import_module("runs.migrations.0002_roles").ROLES
+    group, created = Group.objects.get_or_create(name=name)
+    if created:
+        for app_label, codename in roles[name]:
+            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return group
+
+
 @pytest.fixture
 def login(page, django_user_model):
     """Sign in through the login form as a new user with the given role; returns the page."""
-    from django.contrib.auth.models import Group
 
     def sign_in(role: str):
         name = role.replace(" ", "_").lower()
         user = django_user_model.objects.create_user(name, password="browser-pw")
-        user.groups.add(Group.objects.get(name=role))
+        user.groups.add(role_group(role))
         page.goto("/accounts/login/")
         page.fill("input[name=username]", name)
         page.fill("input[name=password]", "browser-pw")
@@ -66,7 +86,3 @@ def login(page, django_user_model):
 
     return sign_in
 
-
-def screenshot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

@@ -13,9 +13,10 @@ from types import ModuleType
 import factory
 import numpy as np
 
+from runs.engine import CoreSettings, run_backtest
 from runs.engine.records import BarArrays, RecordBatch
 from runs.engine.sessions import sessions_between
-from strategies.sdk.base import SecurityInfo
+from strategies.sdk.base import SecurityInfo, StrategyBase
 from strategies.sdk.enums import AssetType
 
 NS_PER_MINUTE = 60_000_000_000
@@ -121,16 +122,68 @@ class ListRecorder:
         return totals
 
 
-def compile_strategy(source: str, *, prefix: str = PREFIX, helpers: dict[str, str] | None = None) -> type:
-    """Compile strategy source (and helper modules) as `<prefix><file>`, the way the loader
-    names files, and return its Strategy class."""
-    modules = {}
-    for name, text in {**(helpers or {}), "strategy.py": source}.items():
-        text = textwrap.dedent(text)
-        filename = prefix + name
-        linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
-        module = ModuleType(name[:-3])
-        module.__file__ = filename
-        exec(compile(text, filename, "exec"), module.__dict__)
-        modules[name] = module
-    return modules["strategy.py"].Strategy
+def compile_strategy(source: str, *, prefix: str = PREFIX) -> type:
+    """Compile strategy source as `<prefix>strategy.py` (the way the loader names a bundle's
+    files, lines registered for tracebacks) and return its Strategy class."""
+    text = textwrap.dedent(source)
+    filename = prefix + "strategy.py"
+    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+    module = ModuleType("strategy")
+    module.__file__ = filename
+    exec(compile(text, filename, "exec"), module.__dict__)
+    return module.Strategy
+
+
+class Scripted(StrategyBase):
+    """A strategy driven by its config, for engine tests.
+
+    config: "subscribe" (actions returned by on_start), "on_start" (more actions for on_start),
+    "script" {bar number: actions, or a function(strategy) returning them}, "on_update"
+    function(strategy, event) -> actions, "on_timer" function(strategy, event) -> actions.
+    It keeps every event it sees (bars, updates, timers) and appends itself to
+    config["instances"] so a test can inspect it.
+    """
+
+    def on_start(self, now):
+        self.started_at = now
+        self.bars, self.updates, self.timers, self.stopped_at = [], [], [], None
+        self.config.setdefault("instances", []).append(self)
+        return [*self.config.get("subscribe", []), *self.config.get("on_start", [])]
+
+    def on_bar(self, event):
+        self.bars.append((event, self.ctx.now))
+        step = self.config.get("script", {}).get(len(self.bars) - 1)
+        return step(self) if callable(step) else step
+
+    def on_order_update(self, event):
+        self.updates.append(event)
+        react = self.config.get("on_update")
+        return react(self, event) if react else None
+
+    def on_timer(self, event):
+        self.timers.append((event, self.ctx.now))
+        react = self.config.get("on_timer")
+        return react(self, event) if react else None
+
+    def on_stop(self, now):
+        self.stopped_at = now
+        return None
+
+
+def backtest(strategy_class=Scripted, *, securities=(), bars=None, core=None, config=None, start, end, **options):
+    """Run the engine on in-memory data; returns (result, recorder, strategy instance or None)."""
+    config = {} if config is None else config
+    recorder = ListRecorder()
+    options.setdefault("strategy_file_prefix", PREFIX)
+    result = run_backtest(
+        strategy_class=strategy_class,
+        strategy_config=config,
+        core=CoreSettings.from_config(core or {}),
+        market_data=MemoryMarketData(securities, bars),
+        start=start,
+        end=end,
+        recorder=recorder,
+        **options,
+    )
+    instances = config.get("instances") or [None]
+    return result, recorder, instances[-1]

@@ -13,7 +13,7 @@ class RunFactory(factory.django.DjangoModelFactory):
     mode = Mode.BACKTEST
     status = Status.NEW
     config = factory.LazyFunction(
-        lambda: {"environment": {"start": "2017-01-03", "end": "2017-03-31"}, "strategy": {"symbol": "MSFT"}, "core": {}}
+        lambda: {"environment": {"start": "2017-01-03", "end": "2017-03-31"}, "strategy": {"symbol": "MSFT", "frequency": "day"}, "core": {}}
     )
 
 

@@ -33,7 +33,7 @@ def test_a_starting_backtest_runs_to_complete_with_its_ledger(msft_bars):
     fill = Fill.objects.get(run=run)
     assert fill.price == pytest.approx(62.25)  # next bar's open after the first bar's close
     assert LedgerEntry.objects.filter(run=run, kind="deposit").count() == 1
-    assert EquityPoint.objects.filter(run=run).count() == 60
+    assert EquityPoint.objects.filter(run=run).count() == 61  # the starting point, then one per bar
     last = EquityPoint.objects.filter(run=run).last()
     assert run.portfolio_value == last.portfolio_value
     assert run.metrics["trades"] == 0 and run.metrics["total_return"] > 0

@@ -28,7 +28,7 @@ def test_a_worker_executes_a_backtest_to_complete_and_its_ledger_is_stored(celer
     )
     assert finished.status == Status.COMPLETE, celery_worker_process.log_path.read_text()
     assert Fill.objects.filter(run=run).count() == 1
-    assert EquityPoint.objects.filter(run=run).count() == 60
+    assert EquityPoint.objects.filter(run=run).count() == 61  # the starting point, then one per bar
     assert finished.portfolio_value == EquityPoint.objects.filter(run=run).last().portfolio_value
     assert "runs.execute_run[" in celery_worker_process.log_path.read_text()
 
@@ -50,7 +50,7 @@ def test_a_kill_stops_a_running_backtest_within_two_seconds_and_keeps_its_result
         "        time.sleep(0.05)  # 700 bars: about 35 s unless killed\n"
     )
     version = StrategyVersionFactory(files={**StrategyVersionFactory.build().files, "strategy.py": slow_strategy})
-    run = RunFactory(strategy_version=version, config={"environment": {"start": "2015-01-02", "end": "2017-12-29"}, "strategy": {"symbol": "MSFT"}, "core": {}})
+    run = RunFactory(strategy_version=version, config={"environment": {"start": "2015-01-02", "end": "2017-12-29"}, "strategy": {"symbol": "MSFT", "frequency": "day"}, "core": {}})
     run_start(run=run, user=None)
     wait_for(lambda: Run.objects.filter(pk=run.pk, status=Status.RUNNING, bars_processed__gt=0).exists(), timeout=60, message="the run to be running")
     run_kill(run=Run.objects.get(pk=run.pk), user=None)
@@ -58,4 +58,4 @@ def test_a_kill_stops_a_running_backtest_within_two_seconds_and_keeps_its_result
     stopped = wait_for(lambda: Run.objects.filter(pk=run.pk, status=Status.STOPPED).first(), timeout=10, interval=0.05, message="the run to stop")
     assert time.monotonic() - killed_at < 2.0
     assert 0 < stopped.bars_processed < 700
-    assert EquityPoint.objects.filter(run=run).count() == stopped.bars_processed
+    assert EquityPoint.objects.filter(run=run).count() == stopped.bars_processed + 1

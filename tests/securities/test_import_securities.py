@@ -103,7 +103,12 @@ def test_changed_rows_are_updated_and_empty_cells_keep_the_stored_value(write_cs
     report = security_import_csv(file=path, default_asset_type="equity")
     assert (report.created, report.updated, report.unchanged, report.rejected) == (0, 1, 1, 0)
     msft = Security.objects.get(symbol="MSFT")
-    assert (msft.name, msft.exchange, msft.sector, msft.isin) == ("Microsoft Corporation", "NASDAQ", "Software", "US5949181045")
+    assert (msft.name, msft.exchange, msft.sector, msft.isin) == (
+        "Microsoft Corporation",
+        "NASDAQ",
+        "Software",
+        "US5949181045",
+    )
 
 
 def test_rows_without_an_asset_type_need_a_default(write_csv):

@@ -85,6 +85,11 @@ def test_an_empty_symbol_asks_for_one(master):
     assert (validation.status, validation.message) == (UNKNOWN, "enter a symbol")
 
 
+def test_asset_types_are_read_in_any_case(master):
+    assert security_validate(symbol="ES", asset_type="FUTURE").message == "E-mini S&P 500"
+    assert security_get(symbol="ES", asset_type="Equity").name == "Eversource Energy"
+
+
 def test_an_unknown_asset_type_is_a_programming_error(master):
     with pytest.raises(ValueError, match="asset type 'bond'"):
         security_validate(symbol="MSFT", asset_type="bond")
@@ -104,7 +109,9 @@ def test_an_inactive_security_is_recognised_and_marked(master):
 def test_the_full_vendored_master_ranks_the_obvious_fix_first():
     for name, asset_type in (("us_equities.csv", "equity"), ("us_etfs.csv", "equity"), ("us_futures.csv", "future")):
         security_import_csv(file=DATA_DIR / name, default_asset_type=asset_type)
-    assert security_validate(symbol="MSFTT", asset_type="equity").message.startswith("unknown symbol 'MSFTT' — did you mean MSFT, MSTR")
+    assert security_validate(symbol="MSFTT", asset_type="equity").message.startswith(
+        "unknown symbol 'MSFTT' — did you mean MSFT, MSTR"
+    )
     assert security_validate(symbol="NVDIA", asset_type="equity").corrections[0].symbol == "NVDA"
     assert security_validate(symbol="NQQ", asset_type="future").corrections[0].symbol == "NQ"
 
@@ -125,8 +132,13 @@ def test_search_matches_every_word_of_the_name_in_any_order(master):
 
 
 def test_search_lists_name_matches_after_symbol_matches(master):
-    # MU and MSTR... start with "M" but not "MICRO": all four come from their names.
-    assert symbols(security_search(query="micro")) == [("MES", "future"), ("MU", "equity"), ("MSFT", "equity"), ("MSTR", "equity")]
+    # No symbol starts with MICRO: all four come from their names, in name order.
+    assert symbols(security_search(query="micro")) == [
+        ("MES", "future"),
+        ("MU", "equity"),
+        ("MSFT", "equity"),
+        ("MSTR", "equity"),
+    ]
 
 
 def test_search_filters_by_asset_type_and_limits(master):

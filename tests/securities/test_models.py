@@ -45,4 +45,6 @@ def test_the_database_refuses_inconsistent_bars(prices):
     security = SecurityFactory()
     values = {name: Decimal(value) for name, value in prices.items()}
     with pytest.raises(IntegrityError), transaction.atomic():
-        Bar.objects.create(security=security, frequency="day", time=datetime(2017, 11, 10, 14, 30, tzinfo=UTC), **values)
+        Bar.objects.create(
+            security=security, frequency="day", time=datetime(2017, 11, 10, 14, 30, tzinfo=UTC), **values
+        )

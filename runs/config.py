@@ -160,7 +160,7 @@ def run_config_check(*, config: dict, mode: str, schema: dict) -> ConfigCheck:
     check.missing.extend(f"strategy.{name}" for name in missing_parameters)
     for name, message in strategy_errors.items():
         if name not in missing_parameters:
-            check.errors[f"strategy.{name}"] = message
+            check.errors[f"strategy.{name}"] = message.removeprefix(f"{name}: ")
     check.config["strategy"] = values
 
     try:

@@ -150,6 +150,8 @@ class SimulatedBroker:
         self.changed[order_id] = order
         problem = self._placement_problem(order, instrument, now_ns)
         if problem is not None:
+            if order.quantity is not None and order.quantity < 0:
+                order.quantity = None  # kept in the reason; a stored order's quantity is never below its fills
             self._reject(order, *problem, now)
             return order
         sessions = instrument.sessions

@@ -6,9 +6,8 @@ from datetime import datetime
 
 import numpy as np
 from django.conf import settings
-from securities.selectors import bars_as_arrays, security_get
-from strategies.loader import load_version
 
+from issues.services import issue_record
 from portfolio.metrics import compute_metrics, round_trips_from_fills
 from runs.config import backtest_window
 from runs.engine import CoreSettings, run_backtest
@@ -16,6 +15,8 @@ from runs.engine.records import BarArrays
 from runs.models import Run
 from runs.runners import RunOutcome
 from runs.runners.recorder import DatabaseRecorder, KillSwitch
+from securities.selectors import bars_as_arrays, security_get
+from strategies.loader import load_version
 from strategies.sdk.base import SecurityInfo
 from strategies.sdk.enums import AssetType
 
@@ -91,14 +92,7 @@ def metrics_store(*, run: Run, result, market_data: DatabaseMarketData, core, st
     trips = round_trips_from_fills(result.fills, multipliers=multipliers)
     benchmark_values = None
     if core.benchmark:
-        symbol, asset_type = core.benchmark
-        bench = market_data.bars(symbol, asset_type, "day", start, end)
-        if len(bench) and len(result.equity_times):
-            # Benchmark close at or before each equity point (forward-filled).
-            index = np.searchsorted(bench.times, result.equity_times, side="right") - 1
-            valid = index >= 0
-            if valid.all():
-                benchmark_values = bench.close[index]
+        benchmark_values = benchmark_values_at(run=run, market_data=market_data, benchmark=core.benchmark, times=result.equity_times, start=start, end=end)
     metrics = compute_metrics(
         equity_times=result.equity_times,
         equity_values=result.equity_values,
@@ -109,3 +103,24 @@ def metrics_store(*, run: Run, result, market_data: DatabaseMarketData, core, st
         benchmark_values=benchmark_values,
     )
     Run.objects.filter(pk=run.pk).update(metrics=metrics, portfolio_value=result.portfolio_value, bars_processed=result.bars_processed)
+
+
+def benchmark_values_at(*, run: Run, market_data: DatabaseMarketData, benchmark, times: np.ndarray, start, end):
+    """The benchmark's daily close at or before each equity time, or None (with a data_missing
+    issue) when it has no bars covering the run's first days."""
+    bench = market_data.bars(benchmark.symbol, benchmark.asset_type, "day", start, end)
+    if len(times) == 0:
+        return None
+    grace = np.int64(5 * 86400 * 10**9)  # a long weekend between the run's start and the first bar
+    if len(bench) == 0 or bench.times[0] > times[0] + grace:
+        issue_record(
+            run_id=run.pk,
+            code="data_missing",
+            component="data",
+            classification="user",
+            severity="warning",
+            message=f"The benchmark {benchmark.symbol} has no daily bars at the start of this run, so benchmark metrics were skipped: import its bars or choose another benchmark.",
+        )
+        return None
+    index = np.searchsorted(bench.times, times, side="right") - 1
+    return bench.close[np.clip(index, 0, None)]

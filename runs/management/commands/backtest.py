@@ -68,9 +68,13 @@ def resolve_version(strategy_ref, version_number=None) -> StrategyVersion:
 class Command(BaseCommand):
     help = "Run one backtest, or a batch from a JSON file, and print the results."
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # Our --version is the strategy version; it replaces Django's own --version flag here.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("--strategy", help="Strategy name or id.")
-        parser.add_argument("--version", type=int, help="Version number (default: the latest).")
+        parser.add_argument("--version", type=int, help="Strategy version number (default: the latest).")
         parser.add_argument("--start", help="First session (YYYY-MM-DD) or ISO datetime.")
         parser.add_argument("--end", help="Last session, inclusive (YYYY-MM-DD), or ISO datetime.")
         parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="A strategy parameter (repeatable).")

@@ -120,6 +120,13 @@ def _list_context(request) -> dict:
         "any_active": any(run.status in ACTIVE_STATUSES for run in page.object_list),
         "list_query": list_query,
         "filter_query": urlencode([(key, request.GET[key]) for key in LIST_PARAMS if key != "page" and request.GET.get(key)]),
+    }
+
+
+def _page_context(request) -> dict:
+    """The whole Runs page around the list: the filters' choices and the New Run button."""
+    return {
+        **_list_context(request),
         "status_choices": Status.choices,
         "mode_choices": Mode.choices,
         "strategies": strategy_list(),
@@ -127,20 +134,13 @@ def _list_context(request) -> dict:
     }
 
 
-def _list_fragment(request, target: str, context: dict) -> HttpResponse | None:
-    if target == "run-rows":
-        return render(request, PAGE_TEMPLATE + "#run-rows", context)
-    if target == "run-list":
-        return render(request, PAGE_TEMPLATE + "#run-list", context)
-    return None
-
-
 @login_required
 @require_GET
 def runs_page(request):
-    context = _list_context(request)
-    fragment = _list_fragment(request, _fragment_target(request), context)
-    return fragment or render(request, PAGE_TEMPLATE, context)
+    target = _fragment_target(request)
+    if target in ("run-rows", "run-list"):
+        return render(request, f"{PAGE_TEMPLATE}#{target}", _list_context(request))
+    return render(request, PAGE_TEMPLATE, _page_context(request))
 
 
 # --- run detail ----------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def run_page(request, run_id: int):
         return render(request, template, context)
     if target == "run-panel":
         return _render_panel(request, run, tab=tab, editing=request.GET.get("edit") == "1")
-    context = {**_list_context(request), **_panel_context(request, run, tab=tab, editing=request.GET.get("edit") == "1")}
+    context = {**_page_context(request), **_panel_context(request, run, tab=tab, editing=request.GET.get("edit") == "1")}
     context["selected_run"] = run
     return render(request, PAGE_TEMPLATE, context)
 
@@ -312,7 +312,7 @@ def run_new(request):
         return render(request, "runs/_run_form.html", context)
     if target == "dialog-slot":
         return render(request, "runs/_new_run_dialog.html", context)
-    return render(request, PAGE_TEMPLATE, {**_list_context(request), "new_run": context})
+    return render(request, PAGE_TEMPLATE, {**_page_context(request), "new_run": context})
 
 
 def _run_create(request) -> HttpResponse:
@@ -333,7 +333,7 @@ def _run_create(request) -> HttpResponse:
         context = _new_run_context(request, version=version, form=form)
         if request.htmx:
             return render(request, "runs/_run_form.html", context, status=422)
-        return render(request, PAGE_TEMPLATE, {**_list_context(request), "new_run": context}, status=422)
+        return render(request, PAGE_TEMPLATE, {**_page_context(request), "new_run": context}, status=422)
     message = f"Run {run.pk} created. Start it when ready."
     if not request.htmx:
         messages.success(request, message)
@@ -438,7 +438,7 @@ def run_config_action(request, run: Run):
                 "form_action": reverse("runs:config", args=[run.pk]),
             }
             return render(request, "runs/_run_form.html", context, status=422)
-        context = {**_list_context(request), **_panel_context(request, run, tab="configuration", editing=True, form=form)}
+        context = {**_page_context(request), **_panel_context(request, run, tab="configuration", editing=True, form=form)}
         return render(request, PAGE_TEMPLATE, {**context, "selected_run": run}, status=422)
     return _action_done(request, run, "Config saved.", tab="configuration")
 

@@ -252,24 +252,26 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
     kernel.watchdog.arm()
     try:
         for index, emits, subs, times, opens, highs, lows, closes, volumes, ends, emit_times in feed.chunks():
-            for emit, s, time, o, h, l, c, v, last, emit_time in zip(
-                emits, subs, times, opens, highs, lows, closes, volumes, ends, emit_times
-            ):  # noqa: E741
+            for emit, sub, time, bar_open, bar_high, bar_low, bar_close, bar_volume, last, emit_time in zip(
+                emits, subs, times, opens, highs, lows, closes, volumes, ends, emit_times, strict=False  # times has one extra
+            ):
                 if emit > kernel.next_timer_ns or emit > broker.next_expiry_ns:
                     kernel.advance(emit)
-                subscription = subscriptions[s]
+                subscription = subscriptions[sub]
                 instrument = subscription.instrument
-                instrument.last_close = c
+                instrument.last_close = bar_close
                 ctx.now_ns = emit
                 if instrument.orders and subscription is instrument.fill_subscription:
-                    bar_open = int(bar_open_ns[index])
+                    trading_from = int(bar_open_ns[index])
                     kernel.fill_bar(
-                        instrument, bar_open, time if bar_open == int(bar_time_ns[index]) else None, emit, emit_time, o, h, l, v
+                        instrument, trading_from, time if trading_from == int(bar_time_ns[index]) else None, emit, emit_time,
+                        bar_open, bar_high, bar_low, bar_volume,
                     )
                 try:
-                    actions = on_bar(
-                        new_event(BarEvent, (instrument.symbol, instrument.asset_type, subscription.frequency, time, o, h, l, c, v))
-                    )
+                    actions = on_bar(new_event(BarEvent, (
+                        instrument.symbol, instrument.asset_type, subscription.frequency, time,
+                        bar_open, bar_high, bar_low, bar_close, bar_volume,
+                    )))
                 except BaseException as exc:
                     kernel.handler_failed(exc, "on_bar")
                 if actions:
@@ -290,7 +292,6 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
                 countdown -= 1
                 if not countdown:
                     countdown = last_check_at = kernel.wall_check(index, last_check_at)
-                    pending_equity = kernel.pending_equity
     finally:
         kernel.watchdog.disarm()
         kernel.bars_processed = index

@@ -143,7 +143,7 @@ class SimulatedBroker:
         order_id = self.last_order_id
         closing = intent is Intent.CLOSE
         order = Order(
-            order_id, "%s-%d" % (self.prefix, order_id), instrument, symbol, asset_type, intent, order_type, time_in_force,
+            order_id, f"{self.prefix}-{order_id}", instrument, symbol, asset_type, intent, order_type, time_in_force,
             None if closing else quantity, None if closing else notional, limit_price, stop_price, tag,
             self._side(intent, instrument), now,
         )
@@ -305,7 +305,7 @@ class SimulatedBroker:
         if not order.side:
             order.side = side
         fill = FillRecord(
-            "%s-%d" % (order.client_order_id, len(self.fills) + 1),
+            f"{order.client_order_id}-{len(self.fills) + 1}",
             order.order_id, time, order.symbol, order.asset_type, side, wanted, price, commission,
         )
         self.fills.append(fill)

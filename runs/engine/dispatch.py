@@ -18,15 +18,15 @@ from runs.engine import diagnostics
 from runs.engine.broker import NEVER, RISK_LIMIT, BrokerListener, Order, SimulatedBroker
 from runs.engine.context import EngineContext, LogSink, strategy_logger
 from runs.engine.core_settings import CoreSettings
-from runs.engine.decimals import from_units, money, plain, to_decimal
+from runs.engine.decimals import money, plain, to_decimal
 from runs.engine.diagnostics import IssueCollector, IssueKind, strategy_traceback
 from runs.engine.feed import Instrument, Subscription, from_ns, to_ns
 from runs.engine.ledger import Portfolio
 from runs.engine.records import EquityRecord, MarketData, RecordBatch, Recorder
 from runs.engine.sessions import calendar_for, sessions_between
 from runs.engine.watchdog import HandlerTimeout
-from strategies.sdk.base import StrategyBase
 from strategies.sdk.actions import CancelAllOrders, CancelOrder, DepositCash, PlaceOrder, ScheduleTimer, Subscribe
+from strategies.sdk.base import StrategyBase
 from strategies.sdk.enums import AssetType, BarFrequency, Intent, OrderType, TimeInForce
 from strategies.sdk.events import OrderUpdateEvent, TimerEvent
 
@@ -495,12 +495,14 @@ class Kernel(BrokerListener):
         if portfolio.open_positions:
             units = portfolio.value_units()
             if units is not None:
-                value, value_float = from_units(units), units / 100_000_000
+                value = Decimal(units).scaleb(-8)
+                value_float = units / 100_000_000
             else:
                 value = portfolio.value()
                 value_float = float(value)
             # Time with a position: the intervals between two points that both had one.
-            if self.equity_times and self.equity_times[-1] == self.last_invested_ns:
+            times = self.equity_times
+            if times and times[-1] == self.last_invested_ns:
                 self.exposed_ns += time_ns - self.last_invested_ns
             self.last_invested_ns = time_ns
         else:
@@ -579,7 +581,7 @@ class Kernel(BrokerListener):
         broker.new_fills = []
         portfolio.touched = {}
         portfolio.new_entries = []
-        self.pending_equity = []
+        self.pending_equity.clear()  # in place: the replay loop holds this list
         was_armed = self.watchdog is not None and self.watchdog.armed
         self._disarm()
         try:

@@ -77,7 +77,8 @@ class Portfolio:
             position = instrument.position = self.positions[instrument.key] = Position(instrument)
         multiplier = instrument.multiplier
         held = position.quantity
-        description = "%s %s %s @ %s" % ("buy" if quantity > 0 else "sell", abs(quantity), instrument.symbol, price)
+        # !s: str() of a Decimal is several times faster than its __format__.
+        description = f"{'buy' if quantity > 0 else 'sell'} {abs(quantity)!s} {instrument.symbol} @ {price!s}"
         realized = ZERO
         if held == 0:
             total = quantity

@@ -6,6 +6,7 @@ unit-tested on plain data. Import everything from here::
     from strategies.sdk import StrategyBase, Subscribe, PlaceOrder, Intent, BarFrequency, AssetType
 """
 
+from strategies.sdk import indicators
 from strategies.sdk.actions import (
     Action,
     CancelAllOrders,
@@ -15,7 +16,7 @@ from strategies.sdk.actions import (
     ScheduleTimer,
     Subscribe,
 )
-from strategies.sdk.base import Context, SecurityInfo, PositionView, OpenOrderView, StrategyBase
+from strategies.sdk.base import Context, OpenOrderView, PositionView, SecurityInfo, StrategyBase
 from strategies.sdk.enums import (
     AssetType,
     BarFrequency,
@@ -25,7 +26,6 @@ from strategies.sdk.enums import (
     TimeInForce,
 )
 from strategies.sdk.events import BarEvent, OrderUpdateEvent, TimerEvent
-from strategies.sdk import indicators
 
 __all__ = [
     "Action",

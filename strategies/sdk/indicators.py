@@ -4,8 +4,8 @@ Each returns its current value from `update()` and exposes it as `.value`; the v
 until the window is full ("warm-up"), so a strategy can write `if sma.value is None: return`.
 """
 
-from collections import deque
 import math
+from collections import deque
 
 
 class SMA:

@@ -55,15 +55,20 @@ def session_times(first: date, last: date, *, calendar: str = "XNYS", frequency_
     return np.concatenate([np.arange(o, c, step, dtype=np.int64) for o, c in zip(opens, closes, strict=True)])
 
 
-def walk_bars(times: np.ndarray, *, seed: int = 1, start: float = 100.0, volatility: float = 0.002, volume: float = 10_000.0) -> BarArrays:
-    """A seeded random walk: each bar opens at the previous close."""
+def walk_bars(
+    times: np.ndarray, *, seed: int = 1, start: float = 100.0, volatility: float = 0.002, volume: float = 10_000.0, tick: float = 0.01
+) -> BarArrays:
+    """A seeded random walk on the tick grid: each bar opens at the previous close."""
     rng = np.random.default_rng(seed)
-    closes = start * np.exp(np.cumsum(rng.normal(0.0, volatility, len(times))))
-    closes = np.round(closes, 2)
+
+    def on_grid(prices):
+        return np.round(np.round(prices / tick) * tick, 8)
+
+    closes = on_grid(start * np.exp(np.cumsum(rng.normal(0.0, volatility, len(times)))))
     opens = np.concatenate(([start], closes[:-1]))
     spread = np.abs(rng.normal(0.0, volatility, len(times))) * closes
-    highs = np.round(np.maximum(opens, closes) + spread, 2)
-    lows = np.round(np.minimum(opens, closes) - spread, 2)
+    highs = on_grid(np.maximum(opens, closes) + spread)
+    lows = on_grid(np.minimum(opens, closes) - spread)
     return BarArrays(np.asarray(times, dtype=np.int64), opens, highs, lows, closes, np.full(len(times), volume))
 
 

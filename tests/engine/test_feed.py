@@ -4,7 +4,16 @@ from datetime import date
 
 import numpy as np
 
-from runs.engine.feed import Instrument, MergedFeed, Subscription, clean_bars, find_gaps, from_ns, place_on_sessions, to_ns
+from runs.engine.feed import (
+    Instrument,
+    MergedFeed,
+    Subscription,
+    clean_bars,
+    find_gaps,
+    from_ns,
+    place_on_sessions,
+    to_ns,
+)
 from runs.engine.records import BarArrays
 from runs.engine.sessions import sessions_between
 from strategies.sdk import BarFrequency

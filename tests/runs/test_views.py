@@ -136,6 +136,9 @@ def test_the_runs_list_takes_a_fixed_number_of_queries(viewer_client, django_ass
     with django_assert_max_num_queries(8):
         response = viewer_client.get("/runs/")
     assert response.content.decode().count('class="run-row') == 25
+    with django_assert_max_num_queries(5):  # the two-second poll: session, user, count, page
+        rows = viewer_client.get("/runs/", **htmx_headers("run-rows"))
+    assert rows.content.decode().count('class="run-row') == 25
 
 
 def test_rows_poll_every_two_seconds_only_while_a_visible_run_is_unfinished(viewer_client):

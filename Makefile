@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test check lint bench-engine clean
+.PHONY: run test lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

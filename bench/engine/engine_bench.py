@@ -1,0 +1,144 @@
+"""SMA crossover (10/20, long-only, all-in notional, market orders at the next open) on N
+synthetic minute bars: Lookout end to end (`manage.py backtest`, persistence included) against
+backtesting.py on the same bars and rules, in the same run. Prints bars/second of each, the
+ratio, our peak memory, and whether the final equities agree."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--bars", type=int, default=1_000_000)
+parser.add_argument("--database-url", default=None, help="Default: PostgreSQL lookout_bench at 127.0.0.1 if reachable, else SQLite.")
+args = parser.parse_args()
+
+
+def postgres_reachable() -> bool:
+    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432"], capture_output=True).returncode == 0
+
+
+database_url = args.database_url
+if database_url is None and postgres_reachable():
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "lookout_bench"], capture_output=True)
+    database_url = "postgres://postgres@127.0.0.1:5432/lookout_bench"
+env = {**os.environ, "DEBUG": "true", "LOOKOUT_VAR_DIR": str(ROOT / "var" / "bench")}
+if database_url:
+    env["DATABASE_URL"] = database_url
+os.environ.update(env)
+
+subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+
+import django  # noqa: E402
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+
+import exchange_calendars as xcals  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from backtesting import Backtest, Strategy  # noqa: E402
+
+from securities.models import Bar, Security  # noqa: E402
+from securities.selectors import bars_as_arrays  # noqa: E402
+from securities.services import bars_store  # noqa: E402
+from securities.synthetic import synthetic_minute_bars  # noqa: E402
+from strategies.bundle import NothingChanged  # noqa: E402
+from strategies.sdk.indicators import SMA  # noqa: E402
+from strategies.services import strategy_publish_folder  # noqa: E402
+
+SYMBOL, NAME = "LKBENCH", "Lookout benchmark (synthetic)"
+calendar = xcals.get_calendar("XNYS")
+first_session = date(2007, 1, 3)  # XNYS sessions here start 2006-11-24 by default
+sessions_needed = -(-args.bars // 390) + 1
+last_session = calendar.sessions_window(pd.Timestamp(first_session), sessions_needed)[-1].date()
+
+security, _ = Security.objects.get_or_create(symbol=SYMBOL, asset_type="equity", defaults={"name": NAME, "exchange": "BENCH"})
+stored = Bar.objects.filter(security=security, frequency="minute").count()
+if stored < args.bars:
+    print(f"generating {sessions_needed:,} sessions of synthetic minute bars ...", flush=True)
+    arrays = synthetic_minute_bars(symbol=SYMBOL, start_date=first_session, end_date=last_session, seed=7, start_price=100.0)
+    bars_store(security=security, frequency="minute", bars=arrays, source="bench/engine", synthetic=True)
+
+try:
+    strategy_publish_folder(folder=ROOT / "strategies" / "examples" / "sma_crossover", name="SMA Crossover", message="bench")
+except NothingChanged:
+    pass
+
+# The window holding exactly the first N stored bars.
+times = [t.replace(tzinfo=None) for t in Bar.objects.filter(security=security, frequency="minute").order_by("time").values_list("time", flat=True)[: args.bars]]
+start, end = pd.Timestamp(times[0], tz="UTC"), pd.Timestamp(times[-1], tz="UTC") + pd.Timedelta(minutes=1)
+
+# --- Lookout, end to end -------------------------------------------------------------------
+command = [
+    sys.executable, "manage.py", "backtest", "--strategy", "SMA Crossover",
+    "--start", start.isoformat(), "--end", end.isoformat(),
+    "--param", f"symbol={SYMBOL}", "--param", "fast=10", "--param", "slow=20", "--param", "frequency=minute", "--json",
+]
+began = time.perf_counter()
+completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+ours_seconds = time.perf_counter() - began
+if completed.returncode != 0:
+    print(completed.stdout, completed.stderr)
+    sys.exit("our backtest failed")
+ours = json.loads(completed.stdout.strip().splitlines()[-1])
+peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+# --- backtesting.py, same bars, same rules -----------------------------------------------------
+data = bars_as_arrays(security=security, frequency="minute", start=start.to_pydatetime(), end=end.to_pydatetime())
+frame = pd.DataFrame(
+    {"Open": data.open, "High": data.high, "Low": data.low, "Close": data.close, "Volume": data.volume},
+    index=pd.to_datetime(data.times, utc=True).tz_localize(None),
+)
+
+
+def incremental_sma(values, period):
+    """The same incremental SMA our strategy uses, so both sides see identical signals."""
+    sma = SMA(period)
+    return np.array([np.nan if (v := sma.update(float(x))) is None else v for x in values])
+
+
+class SmaCrossLongOnly(Strategy):
+    def init(self):
+        self.fast = self.I(incremental_sma, self.data.Close, 10)
+        self.slow = self.I(incremental_sma, self.data.Close, 20)
+        self.above = None
+
+    def next(self):
+        fast, slow = self.fast[-1], self.slow[-1]
+        if np.isnan(slow):
+            return
+        above, previous = fast > slow, self.above
+        self.above = above
+        if previous is None or previous == above:
+            return
+        if above and not self.position:
+            self.buy(size=0.9999999999)  # all available cash, whole shares at the next open
+        elif not above and self.position:
+            self.position.close()
+
+
+began = time.perf_counter()
+stats = Backtest(frame, SmaCrossLongOnly, cash=100_000, commission=0, trade_on_close=False, exclusive_orders=False, finalize_trades=False).run()
+peer_seconds = time.perf_counter() - began
+
+ours_final = ours["metrics"]["final_value"]
+peer_final = float(stats["Equity Final [$]"])
+bars = ours["bars_processed"]
+ours_rate, peer_rate = bars / ours_seconds, len(frame) / peer_seconds
+print()
+print(f"bars: {bars:,} (ours) / {len(frame):,} (backtesting.py); trades: {ours['metrics']['trades']} / {int(stats['# Trades'])}")
+print(f"Lookout (manage.py backtest, PostgreSQL persistence: {'yes' if database_url else 'no, SQLite'}): {ours_seconds:8.2f} s  {ours_rate:12,.0f} bars/s  peak memory {peak_mb:,.0f} MB")
+print(f"backtesting.py {__import__('backtesting').__version__} (Backtest.run):                 {peer_seconds:8.2f} s  {peer_rate:12,.0f} bars/s")
+print(f"ratio (Lookout / backtesting.py bars per second): {ours_rate / peer_rate:.2f}x   target >= 2x, peak memory < 400 MB")
+print(f"final equity: Lookout {ours_final:,.2f}  backtesting.py {peer_final:,.2f}  {'SAME' if abs(ours_final - peer_final) < 0.01 else 'DIFFERENT'}")

@@ -9,5 +9,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("runs/", include("runs.urls")),
     path("securities/", include("securities.urls")),
+    path("strategies/", include("strategies.urls")),
     path("admin/", admin.site.urls),
 ]

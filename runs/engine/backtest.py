@@ -20,7 +20,7 @@ from runs.engine.context import PrintCapture
 from runs.engine.core_settings import CoreSettings
 from runs.engine.dispatch import Kernel, RunEnded, StopRequested
 from runs.engine.feed import MergedFeed, clean_bars, find_gaps, from_ns, place_on_sessions
-from runs.engine.records import FillRecord, MarketData, Recorder
+from runs.engine.records import EquityRecord, FillRecord, MarketData, Recorder
 from runs.engine.watchdog import HandlerTimeout, HandlerWatchdog
 from strategies.sdk.events import BarEvent
 
@@ -136,8 +136,8 @@ def run_backtest(
         cash=kernel.portfolio.cash,
         portfolio_value=kernel.portfolio.value(),
         error_message=message,
-        equity_times=np.array(kernel.equity_times, dtype=np.int64),
-        equity_values=np.array(kernel.equity_values, dtype=np.float64),
+        equity_times=np.frombuffer(kernel.equity_times, dtype=np.int64).copy(),
+        equity_values=np.frombuffer(kernel.equity_values, dtype=np.float64).copy(),
         fills=kernel.broker.fills,
         multipliers={(i.symbol, str(i.asset_type)): i.multiplier for i in kernel.instruments.values()},
         exposure_fraction=_exposure(kernel),
@@ -148,9 +148,10 @@ def run_backtest(
 def _collect_garbage_per_batch(kernel: Kernel):
     """Python's automatic collector walks every tracked object of the process on its full
     passes, which costs more than the engine itself on a long replay. Instead: no automatic
-    passes during the loop, a young-generation pass after each batch (all cyclic garbage made
-    since the last one) and a full pass every FULL_COLLECTION_EVERY batches. The previous
-    setting is restored (gc is process-wide; another engine in a thread only gets slower)."""
+    passes during the run; after a batch, a young-generation pass once enough new objects
+    piled up (cyclic garbage made since the last one) and a full pass every
+    FULL_COLLECTION_EVERY batches. The previous setting is restored (gc is process-wide;
+    another engine in a thread only gets slower)."""
     was_enabled = gc.isenabled()
     gc.disable()
     kernel.collects_garbage = True
@@ -244,7 +245,8 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
     on_bar = kernel.strategy.on_bar
     apply = kernel.apply
     record_equity = kernel.record_equity
-    equity_times, equity_values, pending_equity = kernel.equity_times, kernel.equity_values, kernel.pending_equity
+    append_time, append_value = kernel.equity_times.append, kernel.equity_values.append
+    append_pending = kernel.pending_equity.append  # flush empties this list in place
     bar_open_ns, bar_time_ns = feed.bar_open_ns, feed.time_ns
     new_event = tuple.__new__
     countdown = last_check_at = FIRST_CHECK
@@ -285,9 +287,9 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
                         record_equity(emit, emit_time)
                     else:  # flat: the value is the cash, no Decimal work
                         cash = portfolio.cash
-                        equity_times.append(emit)
-                        equity_values.append(portfolio.cash_float)
-                        pending_equity.append((emit_time, cash, cash))
+                        append_time(emit)
+                        append_value(portfolio.cash_float)
+                        append_pending(EquityRecord(emit_time, cash, cash))
                 index += 1
                 countdown -= 1
                 if not countdown:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from runs.engine.core_settings import CoreSettings
 from runs.engine.decimals import BPS, ONE, ZERO, floor_to, money, plain, price_from_float
@@ -83,10 +84,6 @@ class Order:
         self.expire_ns = NEVER
         self.triggered = False
 
-    @property
-    def is_open(self) -> bool:
-        return not self.state.is_terminal
-
     def record(self) -> OrderRecord:
         return OrderRecord(
             self.order_id, self.client_order_id, self.symbol, self.asset_type, self.intent, self.side, self.order_type,
@@ -96,7 +93,7 @@ class Order:
         )
 
 
-class BrokerListener:
+class BrokerListener(Protocol):
     """What the broker tells the dispatcher (which turns it into events and issues)."""
 
     def order_changed(self, order: Order, time: datetime, last_quantity: Decimal | None, last_price: Decimal | None) -> None: ...

@@ -39,12 +39,10 @@ class IssueCollector:
 
     def __init__(self):
         self._pending: dict[str, IssueRecord] = {}
-        self.codes_seen: set[str] = set()
 
     def report(self, kind: IssueKind, *, key: str, message: str, detail: str = "") -> None:
         """`key` identifies repeats (with the code); the first message of a batch is kept and the
         latest detail, so the detail shows the most recent example."""
-        self.codes_seen.add(kind.code)
         print_key = fingerprint(kind.code, key)
         now = datetime.now(UTC)
         record = self._pending.get(print_key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import heapq
 import time as wallclock
+from array import array
 from collections import deque
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -38,6 +39,7 @@ MAX_TAG_LENGTH = 100
 TARGET_CHECK_SECONDS = 0.05
 STOP_POLL_SECONDS = 1.0
 FULL_COLLECTION_EVERY = 60  # batches
+YOUNG_OBJECTS_BEFORE_COLLECTING = 100_000
 
 
 class RunEnded(Exception):
@@ -102,9 +104,9 @@ class Kernel(BrokerListener):
         self.next_timer_ns = NEVER
         self.watchdog = None
         # Equity: the full curve as plain lists (result arrays), and what the next batch records.
-        self.equity_times: list[int] = []
-        self.equity_values: list[float] = []
-        self.pending_equity: list[tuple[datetime, Decimal, Decimal]] = []
+        self.equity_times = array("q")  # ns; 8 bytes a point (a list of ints would take ~5x that)
+        self.equity_values = array("d")
+        self.pending_equity: list[EquityRecord] = []
         self.exposed_ns = 0
         self.last_invested_ns = -1
         self.bars_processed = 0
@@ -509,7 +511,7 @@ class Kernel(BrokerListener):
             value, value_float = portfolio.cash, portfolio.cash_float
         self.equity_times.append(time_ns)
         self.equity_values.append(value_float)
-        self.pending_equity.append((time, portfolio.cash, value))
+        self.pending_equity.append(EquityRecord(time, portfolio.cash, value))
 
     def wall_check(self, bars_done: int, bars_since_check: int) -> int:
         """About every TARGET_CHECK_SECONDS of wall time: flush, poll for a kill. Returns how
@@ -568,7 +570,7 @@ class Kernel(BrokerListener):
             fills=broker.new_fills,
             positions=[portfolio.record(position, now) for position in positions.values()],
             ledger=portfolio.new_entries,
-            equity=[EquityRecord(time, cash, value) for time, cash, value in self.pending_equity],
+            equity=list(self.pending_equity),
             logs=self.log_sink.drain(),
             issues=self.issues.drain(),
             progress=self.progress() if progress is None else progress,
@@ -592,7 +594,10 @@ class Kernel(BrokerListener):
         del batch  # before collecting: its records need not be walked
         self.batches += 1
         if self.collects_garbage:
-            gc.collect(2 if self.batches % FULL_COLLECTION_EVERY == 0 else 1)
+            if self.batches % FULL_COLLECTION_EVERY == 0:
+                gc.collect()
+            elif gc.get_count()[0] > YOUNG_OBJECTS_BEFORE_COLLECTING:
+                gc.collect(1)
         self.last_flush = wallclock.monotonic()
 
 

@@ -85,12 +85,13 @@ class Subscription:
 
 
 def clean_bars(bars: BarArrays, start_ns: int, end_ns: int) -> BarArrays:
-    """Bars with start <= time < end, finite prices, ascending unique times."""
+    """Bars with start <= time < end, finite positive prices, ascending unique times (a bar
+    failing that is treated as missing: nothing could be filled at its prices)."""
     times = np.asarray(bars.times, dtype=np.int64)
     columns = [np.asarray(column, dtype=np.float64) for column in (bars.open, bars.high, bars.low, bars.close, bars.volume)]
     keep = (times >= start_ns) & (times < end_ns)
     for column in columns[:4]:
-        keep &= np.isfinite(column)
+        keep &= np.isfinite(column) & (column > 0)
     if not keep.all():
         times = times[keep]
         columns = [column[keep] for column in columns]
@@ -202,9 +203,6 @@ class MergedFeed:
 
     def __len__(self) -> int:
         return self.length
-
-    def distinct_times(self) -> int:
-        return int(self.group_end.sum())
 
     def chunks(self, first: int = 0):
         """Yield (first index, lists...) from `first` on: emit ns, subscription index, bar open

@@ -58,7 +58,6 @@ def test_merge_orders_by_emit_time_then_frequency_then_subscription():
     assert (np.diff(feed.emit_ns) >= 0).all()
     last_four = [int(i) for i in feed.subscription_index[-4:]]
     assert last_four == [2, 3, 1, 0]  # at 21:00: minute B, minute A (subscription order), hour, day
-    assert feed.distinct_times() == 390
     assert feed.group_end.sum() == 390 and feed.group_end[-1]
     chunks = list(feed.chunks())
     assert sum(len(chunk[1]) for chunk in chunks) == len(feed)

@@ -60,7 +60,7 @@ from strategies.services import strategy_publish_folder  # noqa: E402
 SYMBOL, NAME = "LKBENCH", "Lookout benchmark (synthetic)"
 calendar = xcals.get_calendar("XNYS")
 first_session = date(2007, 1, 3)  # XNYS sessions here start 2006-11-24 by default
-sessions_needed = -(-args.bars // 390) + 1
+sessions_needed = -(-args.bars // 380) + 1  # early closes: fewer than 390 bars some days
 last_session = calendar.sessions_window(pd.Timestamp(first_session), sessions_needed)[-1].date()
 
 security, _ = Security.objects.get_or_create(symbol=SYMBOL, asset_type="equity", defaults={"name": NAME, "exchange": "BENCH"})
@@ -141,4 +141,18 @@ print(f"bars: {bars:,} (ours) / {len(frame):,} (backtesting.py); trades: {ours['
 print(f"Lookout (manage.py backtest, PostgreSQL persistence: {'yes' if database_url else 'no, SQLite'}): {ours_seconds:8.2f} s  {ours_rate:12,.0f} bars/s  peak memory {peak_mb:,.0f} MB")
 print(f"backtesting.py {__import__('backtesting').__version__} (Backtest.run):                 {peer_seconds:8.2f} s  {peer_rate:12,.0f} bars/s")
 print(f"ratio (Lookout / backtesting.py bars per second): {ours_rate / peer_rate:.2f}x   target >= 2x, peak memory < 400 MB")
-print(f"final equity: Lookout {ours_final:,.2f}  backtesting.py {peer_final:,.2f}  {'SAME' if abs(ours_final - peer_final) < 0.01 else 'DIFFERENT'}")
+difference = ours_final - peer_final
+print(f"final equity: Lookout {ours_final:,.2f}  backtesting.py {peer_final:,.2f}  {'SAME' if abs(difference) < 0.01 else f'DIFFERENT by {difference:+,.2f} ({difference / peer_final:+.4%})'}")
+
+if abs(ours_final - peer_final) >= 0.01:
+    # Show where the two first disagree, trade by trade.
+    from portfolio.models import Fill
+
+    ours_fills = list(Fill.objects.filter(run_id=ours["run_id"], side="buy").order_by("time").values_list("time", "quantity", "price"))
+    peer_trades = stats["_trades"][["EntryTime", "Size", "EntryPrice"]].itertuples(index=False)
+    for index, ((time_ours, qty_ours, price_ours), peer) in enumerate(zip(ours_fills, peer_trades)):
+        if int(qty_ours) != int(peer.Size) or abs(float(price_ours) - float(peer.EntryPrice)) > 1e-6:
+            print(f"first difference at entry {index}: Lookout {time_ours} {qty_ours} @ {price_ours}; backtesting.py {peer.EntryTime} {peer.Size} @ {peer.EntryPrice}")
+            print("  (backtesting.py sizes 'all cash' as a fraction < 1 of equity; when the cash buys a whole number of")
+            print("   shares exactly, it buys one share fewer than the notional order allows.)")
+            break

@@ -142,6 +142,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_queue_dir / "processed"),
         "control_folder": str(_queue_dir / "control"),
+        # The worker polls the folder; the default second per poll adds up over many short trials.
+        "polling_interval": 0.1,
         "store_processed": False,
     }
 # Run state lives in the database; nobody reads task results.

@@ -8,7 +8,9 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("runs/", include("runs.urls")),
+    path("optimize/", include("runs.study_urls")),
     path("securities/", include("securities.urls")),
     path("strategies/", include("strategies.urls")),
+    path("api/", include("config.api_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -85,3 +85,25 @@ class AuditEvent(models.Model):
     def __str__(self):
         verdict = "allowed" if self.allowed else "refused"
         return f"{self.actor} {self.action} {self.object_type}:{self.object_id} ({verdict})"
+
+
+class ApiIdempotencyKey(models.Model):
+    """The first answer to a state-changing API call made with an `Idempotency-Key` header, so a
+    retry with the same key (per user) repeats it instead of acting twice. Kept 24 hours.
+    `response_status` is null while the first request is still being answered."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_idempotency_keys")
+    key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64, help_text="sha256 of method, path and body.")
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="apiidempotencykey_user_key_unique")]
+        indexes = [models.Index(fields=["created_at"], name="apiidempotencykey_created_idx")]
+
+    def __str__(self):
+        return f"{self.user_id}:{self.key} {self.method} {self.path}"

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from runs.models import Run, RunEvent
+from runs.models import Run, RunEvent, Study
 
 
 class RunEventInline(admin.TabularInline):
@@ -42,3 +42,13 @@ class RunAdmin(admin.ModelAdmin):
             " · ".join(['<a href="{}?run__id__exact={}">{} {}</a>'] * len(links)),
             *[part for app, model, label, count in links for part in (reverse(f"admin:{app}_{model}_changelist"), run.pk, count, label)],
         )
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ["id", "description", "strategy_version", "search_mode", "status", "trial_count", "objective_metric", "created_by", "created_at"]
+    list_filter = ["status", "search_mode"]
+    search_fields = ["description", "strategy_version__strategy__name"]
+    list_select_related = ["strategy_version__strategy", "created_by"]
+    raw_id_fields = ["base_run", "strategy_version", "created_by"]
+    readonly_fields = ["status", "trial_count", "created_at", "started_at", "kill_requested_at", "finished_at"]

@@ -29,7 +29,10 @@ class Run(models.Model):
     config = models.JSONField(default=dict, help_text="{environment, strategy, core}")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     copied_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="copies")
-    study_id = models.BigIntegerField(null=True, blank=True, help_text="Optimize study this run is a trial of.")
+    study = models.ForeignKey(
+        "runs.Study", null=True, blank=True, on_delete=models.PROTECT, related_name="trials", db_index=False,
+        help_text="Optimize study this run is a trial of.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     start_requested_at = models.DateTimeField(null=True, blank=True)
@@ -57,7 +60,7 @@ class Run(models.Model):
             models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
             models.Index(fields=["mode", "-created_at"], name="run_mode_created_idx"),
             models.Index(fields=["strategy_version", "-created_at"], name="run_version_created_idx"),
-            models.Index(fields=["study_id"], name="run_study_idx"),
+            models.Index(fields=["study"], name="run_study_idx"),
         ]
         permissions = [
             ("operate_run", "Can create, start, kill and reset Backtest and Paper runs"),
@@ -98,3 +101,55 @@ class RunEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class StudyStatus(models.TextChoices):
+    NEW = "new", "New"
+    RUNNING = "running", "Running"
+    COMPLETE = "complete", "Complete"
+    STOPPED = "stopped", "Stopped"
+    ERROR = "error", "Error"
+
+
+class Study(models.Model):
+    """An Optimize study (product.md §11): trials of a base Backtest run's config, each an
+    ordinary Backtest run (`Run.study`), that vary the parameters of `search_space`."""
+
+    class SearchMode(models.TextChoices):
+        SWEEP = "sweep", "Parameter sweep (one at a time)"
+        GRID = "grid", "Grid (every combination)"
+
+    class Direction(models.TextChoices):
+        MAX = "max", "Highest"
+        MIN = "min", "Lowest"
+
+    description = models.CharField(max_length=200)
+    base_run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="base_of_studies")
+    strategy_version = models.ForeignKey("strategies.StrategyVersion", on_delete=models.PROTECT, related_name="studies")
+    search_space = models.JSONField(default=dict, help_text="{parameter: [values]} in the strategy's parameter order")
+    search_mode = models.CharField(max_length=10, choices=SearchMode.choices, default=SearchMode.SWEEP)
+    objective_metric = models.CharField(max_length=40, default="sharpe")
+    objective_direction = models.CharField(max_length=3, choices=Direction.choices, default=Direction.MAX)
+    status = models.CharField(max_length=10, choices=StudyStatus.choices, default=StudyStatus.NEW)
+    trial_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="studies")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    kill_requested_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=StudyStatus.values), name="study_status_valid"),
+            models.CheckConstraint(condition=Q(search_mode__in=["sweep", "grid"]), name="study_search_mode_valid"),
+            models.CheckConstraint(condition=Q(objective_direction__in=["max", "min"]), name="study_direction_valid"),
+        ]
+
+    def __str__(self):
+        return f"Study {self.pk}: {self.description}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (StudyStatus.COMPLETE, StudyStatus.STOPPED, StudyStatus.ERROR)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from issues.models import AuditEvent, Issue, LogEntry
+from issues.models import ApiIdempotencyKey, AuditEvent, Issue, LogEntry
 
 
 @admin.register(Issue)
@@ -34,4 +34,15 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ApiIdempotencyKey)
+class ApiIdempotencyKeyAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "user", "key", "method", "path", "response_status"]
+    list_filter = ["method", "response_status"]
+    search_fields = ["key", "path", "user__username"]
+    readonly_fields = ["user", "key", "request_fingerprint", "method", "path", "response_status", "response_body", "created_at"]
+
+    def has_add_permission(self, request):
         return False

@@ -2,6 +2,7 @@
 in production) on the configured broker — Redis in CI, the filesystem transport otherwise —
 against the test database."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -66,6 +67,19 @@ def celery_worker_process(transactional_db, tmp_path):
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def role_group(name: str):
+    """The role's group as migration runs/0002 makes it. Transactional tests flush the tables
+    after each test, the migration's groups included, so they are made again when missing."""
+    from django.contrib.auth.models import Group, Permission
+
+    roles = importlib.import_module("runs.migrations.0002_roles").ROLES
+    group, created = Group.objects.get_or_create(name=name)
+    if created:
+        for app_label, codename in roles[name]:
+            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return group
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, message: str = "condition"):

@@ -3,9 +3,9 @@
 from datetime import UTC, datetime
 
 import factory
-from django.contrib.auth.models import Group
 
 from issues.models import Issue, LogEntry
+from tests.conftest import role_group
 from tests.strategies.factories import UserFactory
 
 T0 = datetime(2017, 1, 3, 14, 30, tzinfo=UTC)
@@ -22,7 +22,7 @@ class RoleUserFactory(UserFactory):
     @factory.post_generation
     def role(user, create, extracted, **kwargs):
         if create and extracted:
-            user.groups.add(Group.objects.get(name=extracted))
+            user.groups.add(role_group(extracted))
 
 
 class IssueFactory(factory.django.DjangoModelFactory):

@@ -2,11 +2,12 @@
 live_server. CI installs chromium with .ci/install-browser; without /usr/bin/chromium these
 tests are skipped with the reason."""
 
-import importlib
 import os
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import role_group  # noqa: F401  (used by the fixtures below and by tests)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -54,19 +55,6 @@ def page(chromium, live_server):
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     yield page
     context.close()
-
-
-def role_group(name: str):
-    """The role's group as migration runs/0002 makes it. Transactional tests flush the tables
-    after each test, the migration's groups included, so they are made again when missing."""
-    from django.contrib.auth.models import Group, Permission
-
-    roles = importlib.import_module("runs.migrations.0002_roles").ROLES
-    group, created = Group.objects.get_or_create(name=name)
-    if created:
-        for app_label, codename in roles[name]:
-            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return group
 
 
 @pytest.fixture

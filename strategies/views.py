@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Max, OuterRef, Subquery
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -27,11 +26,16 @@ from django.views.decorators.http import require_GET, require_POST
 import strategies.sdk as sdk
 from issues.services import audit_record
 from runs.forms import RunForm
-from runs.models import Mode, Run
+from runs.models import Mode
 from strategies.bundle import SCHEMA_FILE, STRATEGY_FILE, BundleError, BundleInvalid, NothingChanged
 from strategies.models import Strategy, StrategyVersion
 from strategies.schema import ASSET_TYPES, FREQUENCIES, schema_check
-from strategies.selectors import strategy_version_get
+from strategies.selectors import (
+    strategy_list_with_activity,
+    strategy_version_get,
+    strategy_version_runs,
+    strategy_versions_with_run_counts,
+)
 from strategies.services import AUTHOR_PERMISSION, strategy_create, strategy_publish, strategy_update_files
 
 AUTHOR_REFUSAL = "You need the Strategy author role to edit and publish strategies."
@@ -85,22 +89,6 @@ def _json_body(request) -> dict:
     return body if isinstance(body, dict) else {}
 
 
-def _strategies_with_activity():
-    """Every strategy with its latest version (number, id, who, when) and how many runs use it."""
-    latest = StrategyVersion.objects.filter(strategy=OuterRef("pk")).order_by("-number")
-    return (
-        Strategy.objects.annotate(
-            latest_version_number=Max("versions__number"),
-            latest_version_id=Subquery(latest.values("pk")[:1]),
-            last_published_at=Subquery(latest.values("published_at")[:1]),
-            last_published_by=Subquery(latest.values("published_by__username")[:1]),
-            run_count=Count("versions__runs", distinct=True),
-        )
-        .select_related("owner")
-        .order_by("name")
-    )
-
-
 # --- the SDK's "Available imports" ---------------------------------------------------------------
 
 
@@ -150,7 +138,7 @@ def sdk_imports() -> list[SdkImport]:
 
 def _list_page(request, *, form_errors: dict | None = None, form_values: dict | None = None, status: int = 200):
     context = {
-        "strategies": _strategies_with_activity(),
+        "strategies": strategy_list_with_activity(),
         "can_author": _is_author(request.user),
         "form_errors": form_errors or {},
         "form_values": form_values or {},
@@ -334,7 +322,7 @@ def strategy_preview(request, strategy_id: int):
 @require_GET
 def strategy_versions(request, strategy_id: int):
     strategy = _get_strategy(strategy_id)
-    versions = list(strategy.versions.select_related("published_by").annotate(run_count=Count("runs")).order_by("-number"))
+    versions = strategy_versions_with_run_counts(strategy=strategy)
     context = {"strategy": strategy, "versions": versions, "can_author": _is_author(request.user)}
     return render(request, "strategies/versions.html", context)
 
@@ -351,7 +339,7 @@ def _get_version(strategy: Strategy, number: int) -> StrategyVersion:
 def strategy_version_page(request, strategy_id: int, number: int):
     strategy = _get_strategy(strategy_id)
     version = _get_version(strategy, number)
-    runs = Run.objects.filter(strategy_version=version).select_related("created_by").order_by("-created_at")
+    runs = strategy_version_runs(version=version)
     files = sorted(version.files.items(), key=lambda item: (item[0] != STRATEGY_FILE, item[0] != SCHEMA_FILE, item[0]))
     context = {"strategy": strategy, "version": version, "files": files, "runs": runs, "can_operate": request.user.has_perm("runs.operate_run")}
     return render(request, "strategies/version.html", context)

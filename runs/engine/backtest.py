@@ -24,7 +24,9 @@ from runs.engine.records import EquityRecord, FillRecord, MarketData, Recorder
 from runs.engine.watchdog import HandlerTimeout, HandlerWatchdog
 from strategies.sdk.events import BarEvent
 
-FIRST_CHECK = 256
+# Check after the first bar: a slow strategy must show progress and honour a Kill from the
+# start; wall_check then grows the interval (at most doubling) while bars stay fast.
+FIRST_CHECK = 1
 
 
 @dataclass

@@ -527,9 +527,11 @@ class Kernel(BrokerListener):
                 raise StopRequested
         if now - self.last_flush >= self.flush_interval:
             self.flush()
+        # At most double: bars that suddenly get slower must not push the next check far away.
+        ceiling = min(4096, 2 * max(1, bars_since_check))
         if elapsed <= 0:
-            return 4096
-        return max(1, min(4096, int(bars_since_check * TARGET_CHECK_SECONDS / elapsed)))
+            return ceiling
+        return max(1, min(ceiling, int(bars_since_check * TARGET_CHECK_SECONDS / elapsed)))
 
     def note_slow_handler(self) -> None:
         """Outside the main thread the watchdog cannot interrupt a slow handler; it only flags

@@ -25,10 +25,15 @@ TIMELINE_KINDS = (
 )
 
 
-def run_list(*, status: str = "", mode: str = "", strategy_id: int | None = None, search: str = "") -> QuerySet[Run]:
-    """Runs newest first, filtered; `search` matches the description or the strategy's name.
+def run_list(
+    *, status: str = "", mode: str = "", strategy_id: int | None = None, search: str = "", include_trials: bool = True
+) -> QuerySet[Run]:
+    """Runs newest first, filtered; `search` matches the description or the strategy's name;
+    `include_trials=False` leaves out Optimize trials (a grid study adds hundreds of runs).
     Each run comes with its version and strategy (one query for the whole page)."""
     runs = Run.objects.select_related("strategy_version__strategy")
+    if not include_trials:
+        runs = runs.filter(study__isnull=True)
     if status:
         runs = runs.filter(status=status)
     if mode:

@@ -40,7 +40,7 @@ from strategies.models import Strategy, StrategyVersion
 from strategies.selectors import strategy_list, strategy_version_latest
 
 TABS = {"configuration": "Configuration", "performance": "Performance", "issues": "Issues & Logs"}
-LIST_PARAMS = ("status", "mode", "strategy", "q", "page")
+LIST_PARAMS = ("status", "mode", "strategy", "q", "trials", "page")
 PAGE_SIZE = 25
 PAGE_TEMPLATE = "runs/runs_page.html"
 
@@ -106,6 +106,8 @@ def _list_filters(params) -> dict:
         "mode": params.get("mode", "") if params.get("mode") in Mode.values else "",
         "strategy_id": int(strategy) if strategy.isdigit() else None,
         "search": params.get("q", "").strip()[:100],
+        # Optimize trials are listed on their study's page; the runs list shows them on request.
+        "include_trials": params.get("trials") == "show",
     }
 
 

@@ -332,3 +332,18 @@ def test_the_configuration_tab_shows_the_inputs_read_only(viewer_client, msft):
     assert 'value="2017-01-03"' in html and 'value="MSFT"' in html
     assert "Microsoft Corporation" in html  # the ticker, as the security master knows it
     assert "Save Config" not in html
+
+
+def test_the_runs_list_leaves_out_optimize_trials_unless_asked(viewer_client):
+    from runs.models import Study
+
+    base = RunFactory(description="the base run", status=Status.COMPLETE)
+    study = Study.objects.create(description="sweep", base_run=base, strategy_version=base.strategy_version)
+    RunFactory(description="a trial run", strategy_version=base.strategy_version, study=study)
+
+    def listed(query: str) -> set[str]:
+        html = viewer_client.get("/runs/?" + query).content.decode()
+        return {name for name in ("the base run", "a trial run") if f">{name}</a>" in html}
+
+    assert listed("") == {"the base run"}
+    assert listed("trials=show") == {"the base run", "a trial run"}

@@ -127,15 +127,18 @@ def _ranked(query: str, entries, *, limit: int) -> list[Correction]:
     query being the start of a word of the name (a company name typed into a symbol field)."""
     lowered = query.lower()
     scored = []
+    query_length = len(query)
     for entry in entries:
         score = 0.0
-        longest = max(len(query), len(entry.symbol))
-        # Cheap lower bounds of the distance (length difference; typed letters the symbol lacks,
-        # one edit each) skip hopeless symbols before the quadratic distance.
-        lacking = sum(1 for letter in query if letter not in entry.letters)
-        if 1 - max(abs(len(query) - len(entry.symbol)), lacking) / longest >= MIN_CORRECTION_SCORE:
-            score = 1 - _typing_distance(query, entry.symbol) / longest
-        if len(query) >= 3:
+        longest = max(query_length, len(entry.symbol))
+        # Cheap lower bounds of the distance skip hopeless symbols before the quadratic distance:
+        # first the length difference, then the typed letters the symbol lacks (one edit each).
+        length_gap = abs(query_length - len(entry.symbol))
+        if 1 - length_gap / longest >= MIN_CORRECTION_SCORE:
+            lacking = sum(1 for letter in query if letter not in entry.letters)
+            if 1 - max(length_gap, lacking) / longest >= MIN_CORRECTION_SCORE:
+                score = 1 - _typing_distance(query, entry.symbol) / longest
+        if query_length >= 3:
             for word in entry.name_words:
                 if word.startswith(lowered):
                     score = max(score, NAME_MATCH_WEIGHT * (0.7 + 0.3 * len(lowered) / len(word)))

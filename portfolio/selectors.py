@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
+from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 
 from portfolio.metrics import downsample, drawdown_series
@@ -122,11 +123,9 @@ def equity_series(*, run_id: int, max_points: int = CHART_MAX_POINTS) -> EquityS
     """The run's equity curve and drawdown, downsampled on the server so the page carries at
     most `max_points` points per series however long the run (drawdown is computed on the full
     curve first, so its deepest point survives)."""
-    rows = list(EquityPoint.objects.filter(run_id=run_id).order_by("time").values_list("time", "portfolio_value"))
-    if not rows:
+    times, values = _equity_arrays(run_id=run_id)
+    if not len(times):
         return EquitySeries([], [], [], [], 0)
-    times = np.fromiter((int(moment.timestamp()) for moment, _value in rows), dtype=np.int64, count=len(rows))
-    values = np.fromiter((float(value) for _moment, value in rows), dtype=np.float64, count=len(rows))
     drawdowns = drawdown_series(values)
     equity_times, equity_values = downsample(times, values, max_points)
     # NaN (no capital to draw down) would hide a bucket's real extremes; rank it as no drawdown.
@@ -139,5 +138,23 @@ def equity_series(*, run_id: int, max_points: int = CHART_MAX_POINTS) -> EquityS
         values=[round(float(value), 2) for value in equity_values],
         drawdown_times=drawdown_times.tolist(),
         drawdowns=drawdown_values,
-        points=len(rows),
+        points=len(times),
     )
+
+
+def _equity_arrays(*, run_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(epoch seconds, portfolio value) of every equity point, oldest first. The database does
+    the conversions, so a million points arrive as plain numbers instead of datetime and Decimal
+    objects."""
+    table = connection.ops.quote_name(EquityPoint._meta.db_table)
+    if connection.vendor == "postgresql":
+        sql = f"SELECT EXTRACT(EPOCH FROM time)::bigint, portfolio_value::float8 FROM {table} WHERE run_id = %s ORDER BY time"
+    else:
+        sql = f"SELECT CAST(strftime('%%s', time) AS INTEGER), CAST(portfolio_value AS REAL) FROM {table} WHERE run_id = %s ORDER BY time"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [run_id])
+        rows = cursor.fetchall()
+    if not rows:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    pairs = np.array(rows, dtype=np.float64)
+    return pairs[:, 0].astype(np.int64), pairs[:, 1]

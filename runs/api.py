@@ -27,7 +27,16 @@ from portfolio.selectors import CHART_MAX_POINTS, ORDER_STATE_GROUPS, equity_ser
 from runs.config import RunConfigError
 from runs.models import Mode, Run, Status, Study
 from runs.selectors import run_actions, run_detail, run_list, run_timeline
-from runs.services import run_copy, run_create, run_kill, run_reset, run_start, run_start_blocker, run_update_config
+from runs.services import (
+    run_copy,
+    run_create,
+    run_kill,
+    run_reset,
+    run_role_required,
+    run_start,
+    run_start_blocker,
+    run_update_config,
+)
 from runs.study_selectors import study_detail, study_list, study_progress, study_trial_table
 from runs.study_services import METRICS, StudyError, study_create, study_kill
 from strategies.models import Strategy, StrategyVersion
@@ -37,13 +46,9 @@ EQUITY_MIN_POINTS = 4  # downsample keeps the first, the last and one bucket's m
 EQUITY_MAX_POINTS = 20000
 
 
-def _required_role(mode: str) -> tuple[str, str]:
-    return ("runs.trade_live", "Live trader") if mode == Mode.LIVE else ("runs.operate_run", "Operator")
-
-
 def _require_role(user, *, action: str, mode: str, run: Run | None = None) -> None:
     """The console's check before an action: refuse (and audit) a user without the mode's role."""
-    permission, role = _required_role(mode)
+    permission, role = run_role_required(mode)
     if not user.has_perm(permission):
         audit_record(actor=user, action=action, object_type="run", object_id=run.pk if run else "", allowed=False, detail={"mode": mode, "via": "api"})
         raise PermissionDenied(f"You need the {role} role to do this.")

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from securities.selectors import security_validate
-
 from runs.engine import CoreSettings, CoreSettingsError
 from runs.models import Mode
+from securities.selectors import security_validate
 from strategies.schema import strategy_values_validate
 
 EXCHANGE_TZ = ZoneInfo("America/New_York")

@@ -55,11 +55,11 @@ def run_finish(*, run_id: int, status: str, note: str = "") -> bool:
     if status not in FINISH_EVENT:
         status, note = Status.ERROR, f"unknown runner status {status!r}"
     now = timezone.now()
-    if not Run.objects.filter(pk=run_id, status=Status.RUNNING).update(status=status, finished_at=now, heartbeat_at=now):
+    fields = {"status": status, "finished_at": now, "heartbeat_at": now}
+    if status == Status.COMPLETE:
+        fields["progress"] = 100
+    if not Run.objects.filter(pk=run_id, status=Status.RUNNING).update(**fields):
         return False
-    update = {"progress": 100} if status == Status.COMPLETE else {}
-    if update:
-        Run.objects.filter(pk=run_id).update(**update)
     RunEvent.objects.create(run_id=run_id, kind=FINISH_EVENT[status], note=note[:300])
     return True
 

@@ -23,8 +23,10 @@ class RunActionError(Exception):
     """An action that the run's current state does not allow; the message says why."""
 
 
-def _required_permission(mode: str) -> str:
-    return "runs.trade_live" if mode == Mode.LIVE else "runs.operate_run"
+def run_role_required(mode: str) -> tuple[str, str]:
+    """(permission, role name) a user needs to act on runs of `mode`; the console and the API
+    check it in their views with the same words."""
+    return ("runs.trade_live", "Live trader") if mode == Mode.LIVE else ("runs.operate_run", "Operator")
 
 
 def _authorize(*, user, action: str, run: Run | None, mode: str) -> None:
@@ -34,8 +36,8 @@ def _authorize(*, user, action: str, run: Run | None, mode: str) -> None:
     refusal = None
     if mode == Mode.LIVE and not settings.LIVE_TRADING_ENABLED and action in ("run.create", "run.start", "run.update_config"):
         refusal = "Live trading is disabled on this deployment (LIVE_TRADING_ENABLED)."
-    elif not (user.is_active and user.has_perm(_required_permission(mode))):
-        refusal = f"You need the {'Live trader' if mode == Mode.LIVE else 'Operator'} role to do this."
+    elif not (user.is_active and user.has_perm(run_role_required(mode)[0])):
+        refusal = f"You need the {run_role_required(mode)[1]} role to do this."
     if refusal:
         # Outside the service's transaction, so the refusal's audit record is kept.
         audit_record(actor=user, action=action, object_type="run", object_id=run.pk if run else "", allowed=False, detail={"mode": mode})

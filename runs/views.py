@@ -35,7 +35,16 @@ from runs.config import RunConfigError
 from runs.forms import RunForm, config_from_data, mode_choices
 from runs.models import Mode, Run, Status
 from runs.selectors import ACTIVE_STATUSES, run_actions, run_detail, run_initial_tab, run_list, run_timeline
-from runs.services import RunActionError, run_copy, run_create, run_kill, run_reset, run_start, run_update_config
+from runs.services import (
+    RunActionError,
+    run_copy,
+    run_create,
+    run_kill,
+    run_reset,
+    run_role_required,
+    run_start,
+    run_update_config,
+)
 from strategies.models import Strategy, StrategyVersion
 from strategies.selectors import strategy_list, strategy_version_latest
 
@@ -65,13 +74,9 @@ def _fragment_target(request) -> str | None:
     return None
 
 
-def _role_for(mode: str) -> tuple[str, str]:
-    return ("runs.trade_live", "Live trader") if mode == Mode.LIVE else ("runs.operate_run", "Operator")
-
-
 def _authorize(request, *, action: str, mode: str, run: Run | None = None) -> None:
     """Refuse (and audit) a user without the role for `mode`; the service checks again."""
-    permission, role = _role_for(mode)
+    permission, role = run_role_required(mode)
     if not request.user.has_perm(permission):
         audit_record(
             actor=request.user, action=action, object_type="run", object_id=run.pk if run else "", allowed=False, detail={"mode": mode}

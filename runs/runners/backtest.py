@@ -8,7 +8,7 @@ import numpy as np
 from django.conf import settings
 
 from issues.services import issue_record
-from portfolio.metrics import compute_metrics, round_trips_from_fills
+from portfolio.metrics import compute_metrics
 from runs.config import backtest_window
 from runs.engine import CoreSettings, run_backtest
 from runs.engine.records import BarArrays
@@ -84,22 +84,18 @@ def backtest_run_execute(run: Run) -> RunOutcome:
 
 
 def metrics_store(*, run: Run, result, market_data: DatabaseMarketData, core, start, end) -> None:
-    multipliers = {}
-    for fill in result.fills:
-        info = market_data.security(fill.symbol, fill.asset_type)
-        if info is not None:
-            multipliers[(fill.symbol, str(fill.asset_type))] = info.multiplier
-    trips = round_trips_from_fills(result.fills, multipliers=multipliers)
+    """Metrics from the engine's equity curve and round trips, stored on the run."""
+    multipliers = result.multipliers
     benchmark_values = None
     if core.benchmark:
         benchmark_values = benchmark_values_at(run=run, market_data=market_data, benchmark=core.benchmark, times=result.equity_times, start=start, end=end)
     metrics = compute_metrics(
         equity_times=result.equity_times,
         equity_values=result.equity_values,
-        round_trips=trips,
+        round_trips=result.round_trips,
         commissions=sum((f.commission for f in result.fills), 0),
         traded_notional=float(sum((f.quantity * f.price * multipliers.get((f.symbol, str(f.asset_type)), 1) for f in result.fills), 0)),
-        exposure_fraction=getattr(result, "exposure_fraction", None),
+        exposure_fraction=result.exposure_fraction,
         benchmark_values=benchmark_values,
     )
     Run.objects.filter(pk=run.pk).update(metrics=metrics, portfolio_value=result.portfolio_value, bars_processed=result.bars_processed)

@@ -40,13 +40,6 @@ def chromium():
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
-@pytest.fixture(autouse=True)
-def plain_static_storage(settings):
-    """The live server serves static files from the finders; the manifest storage of a
-    non-DEBUG build would want collectstatic first."""
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
-
-
 @pytest.fixture
 def page(chromium, live_server):
     context = chromium.new_context(viewport={"width": 1440, "height": 900}, base_url=live_server.url)

@@ -16,11 +16,6 @@ from tests.strategies.factories import StrategyFactory, StrategyVersionFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def plain_static_storage(settings):
-    """Pages link static files; without DEBUG the manifest storage wants collectstatic first."""
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
-
 HTMX = {"HTTP_HX_REQUEST": "true"}
 EVERY_TYPE_SCHEMA = {
     "type": "object",

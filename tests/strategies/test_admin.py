@@ -8,12 +8,6 @@ from tests.strategies.factories import StrategyVersionFactory
 pytestmark = [pytest.mark.django_db, pytest.mark.filterwarnings("ignore:No directory at:UserWarning")]
 
 
-@pytest.fixture(autouse=True)
-def plain_static_files(settings):
-    # The production manifest storage needs collectstatic; admin pages only need URLs here.
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
-
-
 def test_versions_are_read_only_in_the_admin(admin_client):
     version = StrategyVersionFactory()
     listing = admin_client.get(reverse("admin:strategies_strategyversion_changelist"))

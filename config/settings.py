@@ -158,7 +158,6 @@ CELERY_TASK_DEFAULT_QUEUE = "backtests"
 # --- Product settings ---
 LIVE_TRADING_ENABLED = env.bool("LIVE_TRADING_ENABLED", default=False)
 RUN_LOG_MAX_LINES = env.int("RUN_LOG_MAX_LINES", default=5000)
-DEMO_SEED_ON_RUN = env.bool("DEMO_SEED_ON_RUN", default=True)
 
 REST_FRAMEWORK = {
     # Tokens for scripts (`Authorization: Token <key>`), the session for the browser and the docs

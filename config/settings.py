@@ -157,7 +157,11 @@ CELERY_TASK_DEFAULT_QUEUE = "backtests"
 
 # --- Product settings ---
 LIVE_TRADING_ENABLED = env.bool("LIVE_TRADING_ENABLED", default=False)
+# A Live run whose heartbeat is this old is taken over by a new delivery of its task (docs/operations.md).
+LIVE_RESUME_AFTER_SECONDS = env.float("LIVE_RESUME_AFTER_SECONDS", default=60)
 RUN_LOG_MAX_LINES = env.int("RUN_LOG_MAX_LINES", default=5000)
+# How often each Celery worker looks for runs left `running` by a dead worker (runs/tasks.py).
+RUN_SWEEP_SECONDS = env.float("RUN_SWEEP_SECONDS", default=60)
 
 REST_FRAMEWORK = {
     # Tokens for scripts (`Authorization: Token <key>`), the session for the browser and the docs

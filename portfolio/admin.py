@@ -1,8 +1,10 @@
 """The ledger is a record of what happened: read-only in the admin."""
 
+import os
+
 from django.contrib import admin
 
-from portfolio.models import EquityPoint, Fill, LedgerEntry, Order, Position
+from portfolio.models import BrokerAccount, EquityChunk, Fill, LedgerEntry, LiveRunState, Order, Position
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -46,7 +48,37 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_select_related = ["run"]
 
 
-@admin.register(EquityPoint)
-class EquityPointAdmin(ReadOnlyAdmin):
-    list_display = ["run", "time", "cash", "portfolio_value"]
+@admin.register(EquityChunk)
+class EquityChunkAdmin(ReadOnlyAdmin):
+    list_display = ["run", "sequence", "first_time", "last_time", "points"]
+    fields = ["run", "sequence", "first_time", "last_time", "points"]  # the packed columns are not for reading here
     list_select_related = ["run"]
+
+
+@admin.register(BrokerAccount)
+class BrokerAccountAdmin(admin.ModelAdmin):
+    """Accounts are configuration (editable); their secrets live in the worker's environment,
+    so only the variables' names are shown, and whether this process can see them."""
+
+    list_display = ["name", "broker", "endpoint", "enabled", "key_id_env", "key_id_set", "secret_env", "secret_set", "updated_at"]
+    list_filter = ["broker", "endpoint", "enabled"]
+    search_fields = ["name"]
+    readonly_fields = ["key_id_set", "secret_set", "created_at", "updated_at"]
+    fields = [
+        "name", "broker", "endpoint", "enabled", "key_id_env", "key_id_set", "secret_env", "secret_set", "data_feed",
+        "trading_url", "trading_stream_url", "data_url", "data_stream_url", "created_at", "updated_at",
+    ]
+
+    @admin.display(boolean=True, description="key id set here")
+    def key_id_set(self, account):
+        return bool(account.key_id_env and os.environ.get(account.key_id_env))
+
+    @admin.display(boolean=True, description="secret set here")
+    def secret_set(self, account):
+        return bool(account.secret_env and os.environ.get(account.secret_env))
+
+
+@admin.register(LiveRunState)
+class LiveRunStateAdmin(ReadOnlyAdmin):
+    list_display = ["run", "account", "resumes", "reconciled_at", "cash", "equity", "buying_power"]
+    list_select_related = ["run", "account"]

@@ -181,13 +181,14 @@ def downsample(times: np.ndarray, values: np.ndarray, max_points: int) -> tuple[
     count = len(values)
     if count <= max_points:
         return times.copy(), values.copy()
-    buckets = np.array_split(np.arange(1, count - 1), (max_points - 2) // 2)
-    kept = [0, count - 1]
-    for bucket in buckets:
-        bucket_values = values[bucket]
-        kept.append(int(bucket[np.argmin(bucket_values)]))
-        kept.append(int(bucket[np.argmax(bucket_values)]))
-    indices = np.unique(kept)
+    inner = count - 2
+    bucket_count = (max_points - 2) // 2
+    bucket = np.arange(inner) * bucket_count // inner  # equal buckets, in time order
+    # Sorted by (bucket, value), each bucket's first entry is its lowest point and its last the highest.
+    by_value = np.lexsort((values[1:-1], bucket))
+    starts = np.searchsorted(bucket[by_value], np.arange(bucket_count))
+    ends = np.append(starts[1:], inner) - 1
+    indices = np.unique(np.concatenate(([0, count - 1], by_value[starts] + 1, by_value[ends] + 1)))
     return times[indices], values[indices]
 
 

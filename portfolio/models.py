@@ -3,6 +3,7 @@
 Written by the run recorder in batches; money and quantities are NUMERIC.
 """
 
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -163,17 +164,113 @@ class LedgerEntry(models.Model):
         return f"{self.kind} {self.amount}"
 
 
-class EquityPoint(models.Model):
-    """Portfolio value marked at a bar's close."""
+class EquityChunk(models.Model):
+    """A stretch of the run's equity curve: consecutive points (one per bar, marked at the close)
+    packed as columns of little-endian int64 nanosecond times and float64 values.
 
-    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="equity_points")
-    time = models.DateTimeField()
-    cash = models.DecimalField(**MONEY)
-    portfolio_value = models.DecimalField(**MONEY)
+    A minute backtest makes a million points; a row per point would cost more to write than the
+    run itself. The curve is a derived series for charts and metrics; the books (ledger, fills,
+    positions, the run's final value) stay Decimal/NUMERIC. `chart_*` hold the chunk reduced to
+    at most CHART_POINTS points keeping each bucket's lowest and highest values, so the chart of
+    any run reads a few kilobytes per chunk.
+    """
+
+    CAPACITY = 65_536  # points per chunk
+    CHART_POINTS = 512
+
+    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="equity_chunks")
+    sequence = models.PositiveIntegerField()
+    first_time = models.DateTimeField()
+    last_time = models.DateTimeField()
+    points = models.PositiveIntegerField()
+    times = models.BinaryField(help_text="int64 ns since the epoch, UTC, little-endian")
+    portfolio_values = models.BinaryField(help_text="float64, little-endian")
+    cash_values = models.BinaryField(help_text="float64, little-endian")
+    chart_times = models.BinaryField()
+    chart_values = models.BinaryField()
 
     class Meta:
-        ordering = ["run", "time"]
-        constraints = [models.UniqueConstraint(fields=["run", "time"], name="equitypoint_run_time_unique")]
+        ordering = ["run", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "sequence"], name="equitychunk_run_sequence_unique"),
+            models.CheckConstraint(condition=Q(points__gt=0), name="equitychunk_points_positive"),
+        ]
 
     def __str__(self):
-        return f"{self.time:%Y-%m-%d %H:%M} {self.portfolio_value}"
+        return f"{self.points} points {self.first_time:%Y-%m-%d %H:%M} – {self.last_time:%Y-%m-%d %H:%M}"
+
+
+ENV_NAME_VALIDATOR = RegexValidator(
+    r"^[A-Z_][A-Z0-9_]*$", "Give the NAME of an environment variable (capitals, digits, _), e.g. ALPACA_KEY_ID — never the key itself."
+)
+
+
+class BrokerAccount(models.Model):
+    """A broker account Live runs send orders to. The credentials are never stored: only the
+    NAMES of the environment variables that hold them in the worker's environment."""
+
+    class Broker(models.TextChoices):
+        ALPACA = "alpaca", "Alpaca"
+
+    class Endpoint(models.TextChoices):
+        PAPER = "paper", "Paper (the broker's paper trading)"
+        LIVE = "live", "Live (real money)"
+
+    # Alpaca's addresses by endpoint: (trading REST, trading stream, market data REST, market data stream).
+    ALPACA_URLS = {
+        Endpoint.PAPER: ("https://paper-api.alpaca.markets", "wss://paper-api.alpaca.markets/stream", "https://data.alpaca.markets", "wss://stream.data.alpaca.markets"),
+        Endpoint.LIVE: ("https://api.alpaca.markets", "wss://api.alpaca.markets/stream", "https://data.alpaca.markets", "wss://stream.data.alpaca.markets"),
+    }
+    name = models.CharField(max_length=100, unique=True)
+    broker = models.CharField(max_length=20, choices=Broker.choices, default=Broker.ALPACA)
+    endpoint = models.CharField(max_length=10, choices=Endpoint.choices, default=Endpoint.PAPER)
+    trading_url = models.CharField(max_length=200, blank=True, help_text="Empty: the broker's address for the endpoint (https://…).")
+    trading_stream_url = models.CharField(max_length=200, blank=True, help_text="Empty: the broker's address for the endpoint (wss://…/stream).")
+    data_url = models.CharField(max_length=200, blank=True, help_text="Empty: the broker's market data address (https://…).")
+    data_stream_url = models.CharField(max_length=200, blank=True, help_text="Empty: the broker's market data stream (wss://…, without /v2/feed).")
+    data_feed = models.CharField(max_length=10, default="iex", help_text="Market data feed: iex (free) or sip.")
+    key_id_env = models.CharField(max_length=100, validators=[ENV_NAME_VALIDATOR], help_text="Name of the environment variable holding the API key id, e.g. ALPACA_KEY_ID.")
+    secret_env = models.CharField(max_length=100, validators=[ENV_NAME_VALIDATOR], help_text="Name of the environment variable holding the API secret, e.g. ALPACA_SECRET_KEY.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(broker__in=["alpaca"]), name="brokeraccount_broker_valid"),
+            models.CheckConstraint(condition=Q(endpoint__in=["paper", "live"]), name="brokeraccount_endpoint_valid"),
+            models.CheckConstraint(condition=Q(key_id_env__regex=r"^[A-Z_][A-Z0-9_]*$"), name="brokeraccount_key_env_name"),
+            models.CheckConstraint(condition=Q(secret_env__regex=r"^[A-Z_][A-Z0-9_]*$"), name="brokeraccount_secret_env_name"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.get_broker_display()} {self.endpoint})"
+
+    @property
+    def urls(self) -> tuple[str, str, str, str]:
+        """(trading REST, trading stream, market data REST, market data stream), defaults filled in."""
+        defaults = self.ALPACA_URLS[self.endpoint]
+        given = (self.trading_url, self.trading_stream_url, self.data_url, self.data_stream_url)
+        return tuple(value or default for value, default in zip(given, defaults, strict=True))
+
+
+class LiveRunState(models.Model):
+    """A Live run's standing with its broker account: which worker owns the run (`owner`, changed
+    when a new worker resumes it; a worker that lost ownership sends nothing more), what the
+    account held before the run (`baseline_positions`, left out of reconciliation), and what the
+    broker reported at the latest reconciliation (shown on Performance)."""
+
+    run = models.OneToOneField("runs.Run", on_delete=models.CASCADE, related_name="live_state")
+    account = models.ForeignKey(BrokerAccount, on_delete=models.PROTECT, related_name="live_states")
+    owner = models.CharField(max_length=64, help_text="The worker currently running the run.")
+    resumes = models.PositiveIntegerField(default=0, help_text="How many times a new worker took the run over.")
+    baseline_positions = models.JSONField(default=dict, help_text="{symbol: quantity} the account held when the run started")
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+    cash = models.DecimalField(null=True, blank=True, **MONEY)
+    equity = models.DecimalField(null=True, blank=True, **MONEY)
+    buying_power = models.DecimalField(null=True, blank=True, **MONEY)
+    positions = models.JSONField(default=list, help_text="[{symbol, quantity, average_price, market_value}] as the broker reported them")
+
+    def __str__(self):
+        return f"live state of run {self.run_id}"

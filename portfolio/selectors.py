@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
-from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 
 from portfolio.metrics import downsample, drawdown_series
-from portfolio.models import EquityPoint, Fill, LedgerEntry, Order, OrderState, Position
+from portfolio.models import EquityChunk, Fill, LedgerEntry, Order, OrderState, Position
 
 CHART_MAX_POINTS = 2000
 # The Performance tab's order groups (product.md §8), in display order.
@@ -30,6 +29,18 @@ class OrderMetrics:
     fills: int
     filled_quantity: Decimal
     commission: Decimal
+
+    @classmethod
+    def from_stats(cls, stats: dict) -> OrderMetrics:
+        """From the statistics the recorder keeps on the run (portfolio.services.order_stats_apply)."""
+        states = stats.get("orders") or {}
+        return cls(
+            total=sum(states.values()),
+            by_group={group: sum(states.get(str(state), 0) for state in members) for group, (_label, members) in ORDER_STATE_GROUPS.items()},
+            fills=int(stats.get("fills") or 0),
+            filled_quantity=Decimal(stats.get("filled_quantity") or 0),
+            commission=Decimal(stats.get("commission") or 0),
+        )
 
     @property
     def fill_rate(self) -> float | None:
@@ -55,6 +66,7 @@ def positions_open(*, run_id: int) -> QuerySet[Position]:
 
 
 def order_metrics(*, run_id: int) -> OrderMetrics:
+    """Counted from the stored orders and fills (what the recorder's statistics must agree with)."""
     counts = Order.objects.filter(run_id=run_id).aggregate(
         total=Count("id"),
         **{
@@ -88,7 +100,9 @@ def performance_summary(*, run) -> PerformanceSummary:
         realized_pnl=position_totals["realized"] or Decimal(0),
         pnl=run.pnl,
         open_positions=position_totals["open"],
-        orders=order_metrics(run_id=run.pk),
+        # Kept on the run by the recorder: no aggregate over a run's 100,000 orders per refresh.
+        # Runs recorded without them (test data made by hand) are counted.
+        orders=OrderMetrics.from_stats(run.order_stats) if run.order_stats else order_metrics(run_id=run.pk),
         metrics=run.metrics or {},
     )
 
@@ -120,12 +134,15 @@ class EquitySeries:
 
 
 def equity_series(*, run_id: int, max_points: int = CHART_MAX_POINTS) -> EquitySeries:
-    """The run's equity curve and drawdown, downsampled on the server so the page carries at
-    most `max_points` points per series however long the run (drawdown is computed on the full
-    curve first, so its deepest point survives)."""
-    times, values = _equity_arrays(run_id=run_id)
-    if not len(times):
+    """The run's equity curve and drawdown for the chart, at most `max_points` points per series
+    however long the run. Built from each chunk's stored reduction (every bucket's lowest and
+    highest points), so a million-point curve reads a few thousand points; drawdown is computed
+    on that series before the last reduction, so the deepest trough survives."""
+    rows = list(EquityChunk.objects.filter(run_id=run_id).order_by("sequence").values_list("points", "chart_times", "chart_values"))
+    if not rows:
         return EquitySeries([], [], [], [], 0)
+    times = np.concatenate([np.frombuffer(bytes(chart_times), dtype="<i8") for _points, chart_times, _values in rows]) // 10**9
+    values = np.concatenate([np.frombuffer(bytes(chart_values), dtype="<f8") for _points, _times, chart_values in rows])
     drawdowns = drawdown_series(values)
     equity_times, equity_values = downsample(times, values, max_points)
     # NaN (no capital to draw down) would hide a bucket's real extremes; rank it as no drawdown.
@@ -138,23 +155,5 @@ def equity_series(*, run_id: int, max_points: int = CHART_MAX_POINTS) -> EquityS
         values=[round(float(value), 2) for value in equity_values],
         drawdown_times=drawdown_times.tolist(),
         drawdowns=drawdown_values,
-        points=len(times),
+        points=sum(points for points, _times, _values in rows),
     )
-
-
-def _equity_arrays(*, run_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """(epoch seconds, portfolio value) of every equity point, oldest first. The database does
-    the conversions, so a million points arrive as plain numbers instead of datetime and Decimal
-    objects."""
-    table = connection.ops.quote_name(EquityPoint._meta.db_table)
-    if connection.vendor == "postgresql":
-        sql = f"SELECT EXTRACT(EPOCH FROM time)::bigint, portfolio_value::float8 FROM {table} WHERE run_id = %s ORDER BY time"
-    else:
-        sql = f"SELECT CAST(strftime('%%s', time) AS INTEGER), CAST(portfolio_value AS REAL) FROM {table} WHERE run_id = %s ORDER BY time"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [run_id])
-        rows = cursor.fetchall()
-    if not rows:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-    pairs = np.array(rows, dtype=np.float64)
-    return pairs[:, 0].astype(np.int64), pairs[:, 1]

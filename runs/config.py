@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from portfolio.broker_accounts import broker_account_problem
 from runs.engine import CoreSettings, CoreSettingsError
 from runs.models import Mode
 from securities.selectors import security_validate
@@ -120,7 +121,10 @@ def _check_environment(mode: str, environment: dict, check: ConfigCheck) -> dict
         if not environment.get("broker_account"):
             check.missing.append("environment.broker_account")
         else:
-            cleaned["broker_account"] = environment["broker_account"]
+            cleaned["broker_account"] = str(environment["broker_account"]).strip()
+            problem = broker_account_problem(name=cleaned["broker_account"])
+            if problem:
+                check.errors["environment.broker_account"] = problem
     for unknown in sorted(set(environment) - allowed):
         check.errors[f"environment.{unknown}"] = f"unknown field for {mode} mode: remove it (allowed: {', '.join(sorted(allowed))})"
     return cleaned

@@ -11,8 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from issues.services import issue_record
-from runs.models import Run, RunEvent, Status
+from runs.models import Mode, Run, RunEvent, Status
 from runs.runners import RunOutcome, runner_for
+from runs.runners.live import live_resume_claim
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +26,9 @@ def run_execute(*, run_id: int) -> str | None:
     """Returns the final status, or None when this delivery had nothing to do."""
     now = timezone.now()
     if not Run.objects.filter(pk=run_id, status=Status.STARTING).update(status=Status.RUNNING, started_at=now, heartbeat_at=now):
-        run_orphan_recover(run_id=run_id)
-        return None
+        if not live_resume_claim(run_id=run_id):  # a Live run whose worker died is taken over, not failed
+            run_orphan_recover(run_id=run_id)
+            return None
     run = Run.objects.select_related("strategy_version__strategy").get(pk=run_id)
     RunEvent.objects.create(run=run, kind=RunEvent.Kind.STARTED)
     outcome = RunOutcome(status=Status.ERROR, message="the runner ended without a result")
@@ -81,3 +83,25 @@ def run_orphan_recover(*, run_id: int) -> bool:
     )
     RunEvent.objects.create(run_id=run_id, kind=RunEvent.Kind.FAILED, note="worker lost")
     return True
+
+
+def runs_stale_sweep() -> dict[str, list[int]]:
+    """Runs left `running` by a worker that died (heartbeat older than HEARTBEAT_STALE_AFTER).
+    Backtest and Paper runs are marked `error` with a `worker_lost` issue; a Live run's task is
+    delivered again on the `live` queue, where a worker takes the run over (reconciling with the
+    broker first) or, if it cannot, marks it `worker_lost` the same way. Safe to run anywhere,
+    any number of times: every change is compare-and-set. Returns the run ids by outcome."""
+    from runs.services import _enqueue_execute
+
+    stale_before = timezone.now() - HEARTBEAT_STALE_AFTER
+    outcome: dict[str, list[int]] = {"worker_lost": [], "redelivered": []}
+    for run in Run.objects.filter(status=Status.RUNNING, heartbeat_at__lt=stale_before).only("pk", "mode"):
+        if run.mode == Mode.LIVE:
+            with transaction.atomic():
+                _enqueue_execute(run)
+            outcome["redelivered"].append(run.pk)
+        elif run_orphan_recover(run_id=run.pk):
+            outcome["worker_lost"].append(run.pk)
+    if outcome["worker_lost"] or outcome["redelivered"]:
+        logger.warning("stale runs swept: %s", outcome)
+    return outcome

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
+from portfolio.broker_accounts import broker_accounts_enabled
 from runs.config import PAPER_FEEDS
 from runs.engine import CoreSettings
 from runs.models import Mode
@@ -30,7 +31,7 @@ ENVIRONMENT_FIELDS = {
         ("replay_start", "Replay from", "date", "Optional: the first session the replay plays."),
     ],
     Mode.LIVE: [
-        ("broker_account", "Broker account", "text", "The account orders are sent to."),
+        ("broker_account", "Broker account", "choice", "The account orders are sent to (enabled accounts; an admin adds them)."),
     ],
 }
 PAPER_DEFAULTS = {"feed": "replay", "speed": 60}
@@ -191,6 +192,8 @@ class RunForm:
             if kind == "date" and len(str(value)) > 10:
                 kind = "datetime"
             choices = tuple((feed, feed.capitalize()) for feed in PAPER_FEEDS) if name == "feed" else ()
+            if name == "broker_account":
+                choices = tuple((account.name, str(account)) for account in broker_accounts_enabled())
             fields.append(
                 FormField(key, label, kind, value, self.errors.get(key, ""), help_text, required=name in ("start", "end", "broker_account"), choices=choices)
             )

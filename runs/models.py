@@ -47,6 +47,9 @@ class Run(models.Model):
     portfolio_value = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
     pnl = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    # Orders by state and fill totals, kept current by the recorder so the Performance tab needs
+    # no aggregate over a run's orders: {"orders": {state: n}, "fills": n, "filled_quantity": "…", "commission": "…"}.
+    order_stats = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

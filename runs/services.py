@@ -10,13 +10,13 @@ from django.utils import timezone
 
 from issues.models import Issue, LogEntry
 from issues.services import audit_record
-from portfolio.models import EquityPoint, Fill, LedgerEntry, Order, Position
+from portfolio.models import EquityChunk, Fill, LedgerEntry, Order, Position
 from runs.config import RunConfigError, run_config_check
 from runs.models import Mode, Run, RunEvent, Status
 
 QUEUE_BY_MODE = {Mode.BACKTEST: "backtests", Mode.PAPER: "live", Mode.LIVE: "live"}
-# Modes whose runner this deployment has. Paper and Live arrive with the real-time runner.
-RUNNABLE_MODES = {Mode.BACKTEST}
+# Modes whose runner this deployment has (runs.runners.runner_for).
+RUNNABLE_MODES = {Mode.BACKTEST, Mode.PAPER, Mode.LIVE}
 
 
 class RunActionError(Exception):
@@ -170,7 +170,7 @@ def run_copy(*, run: Run, user, description: str | None = None) -> Run:
 
 def run_results_clear(*, run_id: int) -> None:
     """Everything a run recorded (not its config, not its timeline)."""
-    for model in (Fill, Order, Position, LedgerEntry, EquityPoint, Issue, LogEntry):
+    for model in (Fill, Order, Position, LedgerEntry, EquityChunk, Issue, LogEntry):
         model.objects.filter(run_id=run_id).delete()
 
 
@@ -193,6 +193,7 @@ def run_reset(*, run: Run, user) -> Run:
             portfolio_value=None,
             pnl=None,
             metrics={},
+            order_stats={},
         )
         if not updated:
             run.refresh_from_db()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from dataclasses import dataclass, field
@@ -77,33 +78,56 @@ class _Entry:
     symbol: str
     name: str
     asset_type: str
-    name_words: tuple[str, ...]
-    letters: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Directory:
+    """Every security as plain tuples, plus what lets a keystroke skip most of them at numpy
+    speed: symbol lengths, each symbol's character counts, and the name words sorted for prefix
+    search."""
+
+    entries: tuple[_Entry, ...]
+    lengths: np.ndarray  # int, per entry
+    char_counts: np.ndarray  # uint8 [entry, character code point]
+    words: tuple[str, ...]  # every name word, sorted
+    word_entries: tuple[int, ...]  # the entry of each word
+
+    @classmethod
+    def build(cls, rows) -> _Directory:
+        entries = tuple(_Entry(symbol, name, asset_type) for symbol, name, asset_type in rows)
+        char_counts = np.zeros((len(entries), 128), dtype=np.uint8)
+        for index, entry in enumerate(entries):
+            for character in entry.symbol:
+                char_counts[index, min(ord(character), 127)] += 1
+        words = sorted(
+            (word, index)
+            for index, entry in enumerate(entries)
+            for word in set(_NAME_WORD_RE.findall(entry.name.lower()))
+            if len(word) > 1
+        )
+        return cls(
+            entries=entries,
+            lengths=np.array([len(entry.symbol) for entry in entries], dtype=np.int64),
+            char_counts=char_counts,
+            words=tuple(word for word, _ in words),
+            word_entries=tuple(index for _, index in words),
+        )
 
 
 _directory_lock = threading.Lock()
-_directory: dict = {"version": None, "entries": ()}
+_directory: dict = {"version": None, "directory": _Directory.build(())}
 
 
-def _security_directory() -> tuple[_Entry, ...]:
+def _security_directory() -> _Directory:
     stamp = Security.objects.aggregate(count=Count("id"), last_id=Max("id"), changed=Max("updated_at"))
     version = (connection.alias, connection.settings_dict["NAME"], stamp["count"], stamp["last_id"], stamp["changed"])
     with _directory_lock:
         if _directory["version"] != version:
-            _directory["entries"] = tuple(
-                _Entry(
-                    symbol,
-                    name,
-                    asset_type,
-                    tuple(word for word in _NAME_WORD_RE.findall(name.lower()) if len(word) > 1),
-                    frozenset(symbol),
-                )
-                for symbol, name, asset_type in Security.objects.values_list("symbol", "name", "asset_type").order_by(
-                    "symbol"
-                )
+            _directory["directory"] = _Directory.build(
+                Security.objects.values_list("symbol", "name", "asset_type").order_by("symbol")
             )
             _directory["version"] = version
-        return _directory["entries"]
+        return _directory["directory"]
 
 
 def _typing_distance(typed: str, symbol: str) -> float:
@@ -122,42 +146,55 @@ def _typing_distance(typed: str, symbol: str) -> float:
     return row[-1]
 
 
-def _ranked(query: str, entries, *, limit: int) -> list[Correction]:
-    """The `limit` entries most similar to `query`: by edit distance to the symbol, or by the
-    query being the start of a word of the name (a company name typed into a symbol field)."""
-    lowered = query.lower()
-    scored = []
+def _scores(query: str, directory: _Directory) -> dict[int, float]:
+    """Similarity to `query` of every entry that reaches MIN_CORRECTION_SCORE: by edit distance
+    to the symbol, or by the query being the start of a word of the name (a company name typed
+    into a symbol field)."""
+    scores: dict[int, float] = {}
     query_length = len(query)
-    for entry in entries:
-        score = 0.0
-        longest = max(query_length, len(entry.symbol))
-        # Cheap lower bounds of the distance skip hopeless symbols before the quadratic distance:
-        # first the length difference, then the typed letters the symbol lacks (one edit each).
-        length_gap = abs(query_length - len(entry.symbol))
-        if 1 - length_gap / longest >= MIN_CORRECTION_SCORE:
-            lacking = sum(1 for letter in query if letter not in entry.letters)
-            if 1 - max(length_gap, lacking) / longest >= MIN_CORRECTION_SCORE:
-                score = 1 - _typing_distance(query, entry.symbol) / longest
-        if query_length >= 3:
-            for word in entry.name_words:
-                if word.startswith(lowered):
-                    score = max(score, NAME_MATCH_WEIGHT * (0.7 + 0.3 * len(lowered) / len(word)))
-        if score >= MIN_CORRECTION_SCORE:
-            scored.append((-score, abs(len(query) - len(entry.symbol)), entry.symbol, entry))
-    scored.sort(key=lambda item: item[:3])
-    return [
-        Correction(symbol=entry.symbol, name=entry.name, asset_type=entry.asset_type, score=round(-negative, 3))
-        for negative, _, _, entry in scored[:limit]
-    ]
+    if len(directory.entries):
+        # A lower bound of the distance, for every symbol at once: each typed character the symbol
+        # lacks, and each symbol character not typed, takes an edit. Only symbols the bound
+        # leaves a chance get the real distance.
+        longest = np.maximum(directory.lengths, query_length)
+        shared = np.zeros(len(directory.entries), dtype=np.int64)
+        for character in set(query):
+            shared += np.minimum(directory.char_counts[:, min(ord(character), 127)], query.count(character))
+        bound = np.maximum(query_length - shared, directory.lengths - shared)
+        for index in np.flatnonzero(1 - bound / longest >= MIN_CORRECTION_SCORE).tolist():
+            symbol = directory.entries[index].symbol
+            score = 1 - _typing_distance(query, symbol) / max(query_length, len(symbol))
+            if score >= MIN_CORRECTION_SCORE:
+                scores[index] = score
+    if query_length >= 3:
+        lowered = query.lower()
+        position = bisect.bisect_left(directory.words, lowered)
+        while position < len(directory.words) and directory.words[position].startswith(lowered):
+            index = directory.word_entries[position]
+            score = NAME_MATCH_WEIGHT * (0.7 + 0.3 * len(lowered) / len(directory.words[position]))
+            if score > scores.get(index, 0.0):
+                scores[index] = score
+            position += 1
+    return scores
 
 
 def _corrections(symbol: str, asset_type: str) -> list[Correction]:
-    entries = _security_directory()
-    expected = _ranked(symbol, (entry for entry in entries if entry.asset_type == asset_type), limit=MAX_CORRECTIONS)
-    if len(expected) < MAX_CORRECTIONS:
-        others = (entry for entry in entries if entry.asset_type != asset_type)
-        expected += _ranked(symbol, others, limit=MAX_CORRECTIONS - len(expected))
-    return expected
+    """Up to MAX_CORRECTIONS most similar securities, those of the expected asset type first."""
+    directory = _security_directory()
+    ranked = sorted(
+        (
+            directory.entries[index].asset_type != asset_type,
+            -score,
+            abs(len(symbol) - len(directory.entries[index].symbol)),
+            directory.entries[index].symbol,
+            index,
+        )
+        for index, score in _scores(symbol, directory).items()
+    )
+    return [
+        Correction(symbol=directory.entries[index].symbol, name=directory.entries[index].name, asset_type=directory.entries[index].asset_type, score=round(-negative, 3))
+        for _other_type, negative, _gap, _symbol, index in ranked[:MAX_CORRECTIONS]
+    ]
 
 
 def security_validate(*, symbol: str, asset_type: str) -> SecurityValidation:

@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -68,13 +69,15 @@ import django  # noqa: E402
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
+import numpy as np  # noqa: E402
 from django.contrib.auth.models import Group, User  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
+from django.db.models import Sum  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 from pyinstrument import Profiler  # noqa: E402
 
-from portfolio.models import EquityPoint, Fill, LedgerEntry, Order, Position  # noqa: E402
-from portfolio.services import rows_copy  # noqa: E402
+from portfolio.models import EquityChunk, Fill, LedgerEntry, Order, Position  # noqa: E402
+from portfolio.services import OrderStatsChange, equity_append, order_stats_apply, rows_copy  # noqa: E402
 from runs.models import Mode, Run, Status  # noqa: E402
 from securities.services import security_import_csv  # noqa: E402
 from strategies.services import strategy_publish_folder  # noqa: E402
@@ -132,14 +135,23 @@ def set_up() -> Run:
             rows=[(run_id, order_pks[order_id], *rest) for run_id, order_id, *rest in fill_rows],
         )
         rows_copy(model=LedgerEntry, fields=("run", "time", "kind", "amount", "balance", "order_id", "description"), rows=ledger_rows)
+        # The statistics the recorder keeps on the run as it stores these orders and fills.
+        order_stats = order_stats_apply({}, OrderStatsChange(
+            states=Counter(row[13] for row in order_rows), fills=len(fill_rows),
+            filled_quantity=sum(row[7] for row in fill_rows), commission=sum(row[9] for row in fill_rows),
+        ))
+        Run.objects.filter(pk=big.pk).update(order_stats=order_stats)
         Position.objects.create(run=big, symbol="MSFT", asset_type="equity", quantity=Decimal(100), average_price=Decimal("62.5"),
                                 last_price=Decimal("63"), market_value=Decimal(6300), unrealized_pnl=Decimal(50), updated_at=T0)
-        # In chunks: rows_copy holds its rows in memory (and, on SQLite, a model instance per row).
+        # As the recorder stores them: one batch a (simulated) second of the engine.
         for first in range(0, EQUITY_POINTS, EQUITY_CHUNK):
-            rows_copy(
-                model=EquityPoint, fields=("run", "time", "cash", "portfolio_value"),
-                rows=[(big.pk, T0 + timedelta(minutes=n), Decimal("50000"), Decimal("100000") + Decimal(n % 7919) / 10)
-                      for n in range(first, min(first + EQUITY_CHUNK, EQUITY_POINTS))],
+            count = min(EQUITY_CHUNK, EQUITY_POINTS - first)
+            minutes = np.arange(first, first + count, dtype=np.int64)
+            equity_append(
+                run_id=big.pk,
+                times=int(T0.timestamp()) * 10**9 + minutes * 60 * 10**9,
+                portfolio_values=100_000 + (minutes % 7919) / 10,
+                cash_values=np.full(count, 50_000.0),
             )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -176,7 +188,7 @@ def profile(client: Client, url: str, headers: dict, **kwargs) -> str:
 started = time.perf_counter()
 big_run = set_up()
 print(f"Set up on {backend} in {time.perf_counter() - started:.1f} s: {Run.objects.count():,} runs, "
-      f"{Order.objects.filter(run=big_run).count():,} orders and {EquityPoint.objects.filter(run=big_run).count():,} equity points "
+      f"{Order.objects.filter(run=big_run).count():,} orders and {EquityChunk.objects.filter(run=big_run).aggregate(points=Sum('points'))['points']:,} equity points "
       f"on run {big_run.pk}, {__import__('securities.models', fromlist=['Security']).Security.objects.count():,} securities")
 
 operator = User.objects.create_user("bench-operator", password="!")

@@ -32,7 +32,8 @@ database_url = args.database_url
 if database_url is None and postgres_reachable():
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "lookout_bench"], capture_output=True)
     database_url = "postgres://postgres@127.0.0.1:5432/lookout_bench"
-env = {**os.environ, "DEBUG": "true", "LOOKOUT_VAR_DIR": str(ROOT / "var" / "bench")}
+# Production settings (DEBUG off: Django keeps no query log, as on a deployment).
+env = {**os.environ, "DEBUG": "false", "SECRET_KEY": "bench-engine-not-secret", "LOOKOUT_VAR_DIR": str(ROOT / "var" / "bench")}
 if database_url:
     env["DATABASE_URL"] = database_url
 os.environ.update(env)
@@ -150,7 +151,7 @@ if abs(ours_final - peer_final) >= 0.01:
 
     ours_fills = list(Fill.objects.filter(run_id=ours["run_id"], side="buy").order_by("time").values_list("time", "quantity", "price"))
     peer_trades = stats["_trades"][["EntryTime", "Size", "EntryPrice"]].itertuples(index=False)
-    for index, ((time_ours, qty_ours, price_ours), peer) in enumerate(zip(ours_fills, peer_trades)):
+    for index, ((time_ours, qty_ours, price_ours), peer) in enumerate(zip(ours_fills, peer_trades, strict=False)):
         if int(qty_ours) != int(peer.Size) or abs(float(price_ours) - float(peer.EntryPrice)) > 1e-6:
             print(f"first difference at entry {index}: Lookout {time_ours} {qty_ours} @ {price_ours}; backtesting.py {peer.EntryTime} {peer.Size} @ {peer.EntryPrice}")
             print("  (backtesting.py sizes 'all cash' as a fraction < 1 of equity; when the cash buys a whole number of")

@@ -42,7 +42,7 @@ def reachable(command: list[str]) -> bool:
 
 shutil.rmtree(VAR_DIR, ignore_errors=True)
 VAR_DIR.mkdir(parents=True)
-env = {**os.environ, "DEBUG": "true", "LOOKOUT_VAR_DIR": str(VAR_DIR), "PYTHONUNBUFFERED": "1"}
+env = {**os.environ, "DEBUG": "false", "SECRET_KEY": "bench-optimize-not-secret", "LOOKOUT_VAR_DIR": str(VAR_DIR), "PYTHONUNBUFFERED": "1"}
 for name in ("DATABASE_URL", "CELERY_BROKER_URL"):
     env.pop(name, None)  # the scratch database only, never one set in the caller's environment
 if not args.sqlite and reachable(["pg_isready", "-h", "127.0.0.1", "-p", "5432"]):

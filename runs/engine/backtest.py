@@ -20,7 +20,7 @@ from runs.engine.context import PrintCapture
 from runs.engine.core_settings import CoreSettings
 from runs.engine.dispatch import Kernel, RunEnded, StopRequested
 from runs.engine.feed import MergedFeed, clean_bars, find_gaps, from_ns, place_on_sessions
-from runs.engine.records import EquityRecord, FillRecord, MarketData, Recorder
+from runs.engine.records import FillRecord, MarketData, Recorder
 from runs.engine.watchdog import HandlerTimeout, HandlerWatchdog
 from strategies.sdk.events import BarEvent
 
@@ -95,7 +95,7 @@ def run_backtest(
                 kernel.portfolio.deposit(core.starting_cash, time=start, description="starting cash")
                 kernel.start_strategy(strategy_class, strategy_config)
                 feed = _load_bars(kernel)
-                kernel.record_equity(kernel.start_ns, start)
+                kernel.record_equity(kernel.start_ns)
                 _replay(kernel, feed)
                 kernel.run_out()
             except StopRequested:
@@ -247,17 +247,16 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
     on_bar = kernel.strategy.on_bar
     apply = kernel.apply
     record_equity = kernel.record_equity
-    append_time, append_value = kernel.equity_times.append, kernel.equity_values.append
-    append_pending = kernel.pending_equity.append  # flush empties this list in place
+    append_time, append_value, append_cash = kernel.equity_times.append, kernel.equity_values.append, kernel.equity_cash.append
     bar_open_ns, bar_time_ns = feed.bar_open_ns, feed.time_ns
     new_event = tuple.__new__
     countdown = last_check_at = FIRST_CHECK
     index = 0
     kernel.watchdog.arm()
     try:
-        for index, emits, subs, times, opens, highs, lows, closes, volumes, ends, emit_times in feed.chunks():
-            for emit, sub, time, bar_open, bar_high, bar_low, bar_close, bar_volume, last, emit_time in zip(
-                emits, subs, times, opens, highs, lows, closes, volumes, ends, emit_times, strict=False  # times has one extra
+        for index, emits, subs, times, opens, highs, lows, closes, volumes, ends in feed.chunks():
+            for emit, sub, time, bar_open, bar_high, bar_low, bar_close, bar_volume, last in zip(
+                emits, subs, times, opens, highs, lows, closes, volumes, ends, strict=True
             ):
                 if emit > kernel.next_timer_ns or emit > broker.next_expiry_ns:
                     kernel.advance(emit)
@@ -268,7 +267,7 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
                 if instrument.orders and subscription is instrument.fill_subscription:
                     trading_from = int(bar_open_ns[index])
                     kernel.fill_bar(
-                        instrument, trading_from, time if trading_from == int(bar_time_ns[index]) else None, emit, emit_time,
+                        instrument, trading_from, time if trading_from == int(bar_time_ns[index]) else None, emit,
                         bar_open, bar_high, bar_low, bar_volume,
                     )
                 try:
@@ -286,12 +285,12 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
                     if kernel.next_timer_ns <= emit:
                         kernel.fire_timers(emit, inclusive=True)
                     if open_positions:
-                        record_equity(emit, emit_time)
+                        record_equity(emit)
                     else:  # flat: the value is the cash, no Decimal work
-                        cash = portfolio.cash
+                        cash = portfolio.cash_float
                         append_time(emit)
-                        append_value(portfolio.cash_float)
-                        append_pending(EquityRecord(emit_time, cash, cash))
+                        append_value(cash)
+                        append_cash(cash)
                 index += 1
                 countdown -= 1
                 if not countdown:

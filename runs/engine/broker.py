@@ -101,6 +101,44 @@ class BrokerListener(Protocol):
     def order_rejected(self, order: Order, category: str) -> None: ...
 
 
+class EngineBroker(Protocol):
+    """What the kernel (dispatch.py) and the run loops use of a broker: SimulatedBroker here, a
+    real account's broker elsewhere (passed as `Kernel(broker_factory=...)`).
+
+    Orders are the engine's `Order` (or an object with the same fields and `record()`); the
+    broker tells its listener (the kernel) of every change with `order_changed` and of every
+    rejection with `order_rejected`, and keeps `changed` / `new_fills` for the next batch (the
+    kernel empties both after each flush). The real-time loop (realtime.run_realtime) also
+    calls `prepare(now)`, `poll(now)` and `stop(now)` when a broker has them (a real account)."""
+
+    open_orders: dict[int, Order]  # working orders by order id (ctx.open_orders, cancels)
+    last_order_id: int  # ids run 1..last_order_id; CancelOrder checks against it
+    changed: dict[int, Order]  # orders to snapshot in the next batch
+    fills: list[FillRecord]  # every fill of the run (round trips, metrics)
+    new_fills: list[FillRecord]  # fills since the last batch
+    next_expiry_ns: int  # earliest DAY-order expiry the kernel must run `expire_due` for; NEVER if none
+    accepting: bool  # False once the run is stopping: new orders are rejected (market closed)
+
+    def place(
+        self, instrument: Instrument | None, symbol: str, asset_type: AssetType, intent: Intent, quantity: Decimal | None,
+        notional: Decimal | None, order_type: OrderType, limit_price: Decimal | None, stop_price: Decimal | None,
+        time_in_force: TimeInForce, tag: str | None, now_ns: int, now: datetime,
+    ) -> Order: ...
+
+    def cancel(self, order: Order, *, now: datetime, reason: str, notify: bool = True) -> None: ...
+
+    def expire_due(self, until_ns: int, *, inclusive: bool) -> None: ...
+
+    def expire_instrument(self, instrument: Instrument, until_ns: int) -> None: ...
+
+    def evaluate(
+        self, instrument: Instrument, bar_open_ns: int, open_time: datetime, close_time: datetime,
+        open_: float, high: float, low: float, volume: float,
+    ) -> None:
+        """A bar of the instrument's finest subscription completed: simulated brokers fill
+        against it; a real account's broker has nothing to do."""
+
+
 class SimulatedBroker:
     def __init__(self, *, core: CoreSettings, portfolio: Portfolio, client_order_prefix: str, end_ns: int, listener: BrokerListener):
         self.core = core

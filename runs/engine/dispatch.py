@@ -15,15 +15,17 @@ from collections import deque
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
+
 from runs.engine import diagnostics
-from runs.engine.broker import NEVER, RISK_LIMIT, BrokerListener, Order, SimulatedBroker
+from runs.engine.broker import NEVER, RISK_LIMIT, BrokerListener, EngineBroker, Order, SimulatedBroker
 from runs.engine.context import EngineContext, LogSink, strategy_logger
 from runs.engine.core_settings import CoreSettings
 from runs.engine.decimals import money, plain, to_decimal
 from runs.engine.diagnostics import IssueCollector, IssueKind, strategy_traceback
 from runs.engine.feed import Instrument, Subscription, from_ns, to_ns
 from runs.engine.ledger import Portfolio
-from runs.engine.records import EquityRecord, MarketData, RecordBatch, Recorder
+from runs.engine.records import EquityPoints, MarketData, RecordBatch, Recorder
 from runs.engine.sessions import calendar_for, sessions_between
 from runs.engine.watchdog import HandlerTimeout
 from strategies.sdk.actions import CancelAllOrders, CancelOrder, DepositCash, PlaceOrder, ScheduleTimer, Subscribe
@@ -71,7 +73,10 @@ class Kernel(BrokerListener):
         log_max_lines: int,
         calendar: str | None,
         client_order_prefix: str,
+        broker_factory=None,
     ):
+        """`broker_factory(kernel) -> EngineBroker` (runs.engine.broker) swaps the simulated
+        broker for another with the same surface (a real account); None simulates fills."""
         self.core = core
         self.market_data = market_data
         self.recorder = recorder
@@ -87,9 +92,13 @@ class Kernel(BrokerListener):
         self.ctx.now_ns = self.start_ns
         self.log_sink = LogSink(max_lines=log_max_lines, clock=lambda: self.ctx.now)
         self.ctx.log = strategy_logger(self.log_sink, core.log_level)
-        self.broker = SimulatedBroker(
-            core=core, portfolio=self.portfolio, client_order_prefix=client_order_prefix, end_ns=self.end_ns, listener=self
-        )
+        self.client_order_prefix = client_order_prefix
+        if broker_factory is None:
+            self.broker: EngineBroker = SimulatedBroker(
+                core=core, portfolio=self.portfolio, client_order_prefix=client_order_prefix, end_ns=self.end_ns, listener=self
+            )
+        else:
+            self.broker = broker_factory(self)
         self.instruments: dict[tuple[str, AssetType], Instrument] = {}
         self.instruments_by_symbol: dict[str, list[Instrument]] = {}
         self.subscriptions: list[Subscription] = []
@@ -103,10 +112,12 @@ class Kernel(BrokerListener):
         self.timer_sequence = 0
         self.next_timer_ns = NEVER
         self.watchdog = None
-        # Equity: the full curve as plain lists (result arrays), and what the next batch records.
-        self.equity_times = array("q")  # ns; 8 bytes a point (a list of ints would take ~5x that)
+        # Equity: the full curve as packed columns (8 bytes a value; a list would take ~5x that).
+        # Each batch carries the points from `equity_flushed` on.
+        self.equity_times = array("q")  # ns
         self.equity_values = array("d")
-        self.pending_equity: list[EquityRecord] = []
+        self.equity_cash = array("d")
+        self.equity_flushed = 0
         self.exposed_ns = 0
         self.last_invested_ns = -1
         self.bars_processed = 0
@@ -461,14 +472,14 @@ class Kernel(BrokerListener):
                 self._restore(was_armed)
 
     def fill_bar(
-        self, instrument: Instrument, bar_open_ns: int, open_time: datetime | None, close_ns: int, close_time: datetime,
+        self, instrument: Instrument, bar_open_ns: int, open_time: datetime | None, close_ns: int,
         open_: float, high: float, low: float, volume: float,
     ) -> None:
         """Evaluate the instrument's working orders on a bar; `open_time` is None when the bar's
         trading starts later than its stored time (a daily bar stored before its session opens)."""
         if open_time is None:
             open_time = from_ns(bar_open_ns)
-        self.broker.evaluate(instrument, bar_open_ns, open_time, close_time, open_, high, low, volume)
+        self.broker.evaluate(instrument, bar_open_ns, open_time, from_ns(close_ns), open_, high, low, volume)
         if self.broker.next_expiry_ns <= close_ns:
             self.broker.expire_instrument(instrument, close_ns)
         if self.updates:
@@ -491,27 +502,22 @@ class Kernel(BrokerListener):
             self.broker.cancel(order, now=self.ctx.now, reason=reason, notify=False)
 
     # -- equity and batches -----------------------------------------------------------------
-    def record_equity(self, time_ns: int, time: datetime) -> None:
-        """An equity point at `time` (the hot loop inlines the flat case)."""
+    def record_equity(self, time_ns: int) -> None:
+        """An equity point at `time_ns` (the hot loop inlines the flat case)."""
         portfolio = self.portfolio
         if portfolio.open_positions:
             units = portfolio.value_units()
-            if units is not None:
-                value = Decimal(units).scaleb(-8)
-                value_float = units / 100_000_000
-            else:
-                value = portfolio.value()
-                value_float = float(value)
+            value_float = units / 100_000_000 if units is not None else float(portfolio.value())
             # Time with a position: the intervals between two points that both had one.
             times = self.equity_times
             if times and times[-1] == self.last_invested_ns:
                 self.exposed_ns += time_ns - self.last_invested_ns
             self.last_invested_ns = time_ns
         else:
-            value, value_float = portfolio.cash, portfolio.cash_float
+            value_float = portfolio.cash_float
         self.equity_times.append(time_ns)
         self.equity_values.append(value_float)
-        self.pending_equity.append(EquityRecord(time, portfolio.cash, value))
+        self.equity_cash.append(portfolio.cash_float)
 
     def wall_check(self, bars_done: int, bars_since_check: int) -> int:
         """About every TARGET_CHECK_SECONDS of wall time: flush, poll for a kill. Returns how
@@ -561,6 +567,15 @@ class Kernel(BrokerListener):
         span = self.end_ns - self.start_ns
         return max(0, min(100, int((self.ctx.now_ns - self.start_ns) * 100 // span)))
 
+    def _unflushed_equity(self) -> EquityPoints:
+        first, self.equity_flushed = self.equity_flushed, len(self.equity_times)
+        # Slicing an array copies it, so the arrays stay growable (a numpy view would pin them).
+        return EquityPoints(
+            np.frombuffer(self.equity_times[first:], dtype=np.int64),
+            np.frombuffer(self.equity_values[first:], dtype=np.float64),
+            np.frombuffer(self.equity_cash[first:], dtype=np.float64),
+        )
+
     def flush(self, *, final: bool = False, progress: int | None = None) -> None:
         broker, portfolio = self.broker, self.portfolio
         now = self.ctx.now
@@ -572,7 +587,7 @@ class Kernel(BrokerListener):
             fills=broker.new_fills,
             positions=[portfolio.record(position, now) for position in positions.values()],
             ledger=portfolio.new_entries,
-            equity=list(self.pending_equity),
+            equity=self._unflushed_equity(),
             logs=self.log_sink.drain(),
             issues=self.issues.drain(),
             progress=self.progress() if progress is None else progress,
@@ -585,7 +600,6 @@ class Kernel(BrokerListener):
         broker.new_fills = []
         portfolio.touched = {}
         portfolio.new_entries = []
-        self.pending_equity.clear()  # in place: the replay loop holds this list
         was_armed = self.watchdog is not None and self.watchdog.armed
         self._disarm()
         try:

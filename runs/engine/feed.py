@@ -206,25 +206,18 @@ class MergedFeed:
 
     def chunks(self, first: int = 0):
         """Yield (first index, lists...) from `first` on: emit ns, subscription index, bar open
-        datetime, open, high, low, close, volume, group end, emit datetime."""
+        datetime, open, high, low, close, volume, group end."""
         for begin in range(first, self.length, CHUNK):
             end = min(begin + CHUNK, self.length)
             if self.subscription_index is None:
                 subscriptions = [self.single_index] * (end - begin)
             else:
                 subscriptions = self.subscription_index[begin:end].tolist()
-            # One datetime past the chunk, so a bar closing when the next one opens can share it.
-            seconds = (self.time_ns[begin : end + 1] / NS_PER_SECOND).tolist()
+            seconds = (self.time_ns[begin:end] / NS_PER_SECOND).tolist()
             times = [datetime.fromtimestamp(second, UTC) for second in seconds]
-            emits = self.emit_ns[begin:end].tolist()
-            next_opens = self.time_ns[begin + 1 : end + 1].tolist()
-            emit_times = [
-                times[offset + 1] if offset < len(next_opens) and emit == next_opens[offset] else from_ns(emit)
-                for offset, emit in enumerate(emits)
-            ]
             yield (
                 begin,
-                emits,
+                self.emit_ns[begin:end].tolist(),
                 subscriptions,
                 times,
                 self.open[begin:end].tolist(),
@@ -233,5 +226,4 @@ class MergedFeed:
                 self.close[begin:end].tolist(),
                 self.volume[begin:end].tolist(),
                 self.group_end[begin:end].tolist(),
-                emit_times,
             )

@@ -7,14 +7,16 @@ end, so the database is touched in batches at the engine's edge, never per bar.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from strategies.sdk.base import SecurityInfo
 from strategies.sdk.enums import AssetType, BarFrequency, Intent, OrderState, OrderType, TimeInForce
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -107,11 +109,31 @@ class LedgerRecord:
     description: str = ""
 
 
-@dataclass(slots=True)
-class EquityRecord:
+class EquityPoint(NamedTuple):
     time: datetime  # the bar's close time
-    cash: Decimal
-    portfolio_value: Decimal
+    cash: float
+    portfolio_value: float
+
+
+@dataclass(slots=True)
+class EquityPoints:
+    """Equity points since the previous batch, as columns: one per bar (marked at its close).
+    Floats: the curve is for charts and metrics; the ledger itself stays Decimal."""
+
+    times: np.ndarray  # int64 ns since the epoch, UTC, increasing
+    values: np.ndarray  # float64 portfolio value
+    cash: np.ndarray  # float64 cash
+
+    @classmethod
+    def empty(cls) -> EquityPoints:
+        return cls(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0))
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __iter__(self):
+        for time_ns, cash, value in zip(self.times.tolist(), self.cash.tolist(), self.values.tolist(), strict=True):
+            yield EquityPoint(EPOCH + timedelta(microseconds=time_ns // 1000), cash, value)
 
 
 @dataclass(slots=True)
@@ -145,7 +167,7 @@ class RecordBatch:
     fills: list[FillRecord] = field(default_factory=list)
     positions: list[PositionRecord] = field(default_factory=list)  # every position touched since last batch
     ledger: list[LedgerRecord] = field(default_factory=list)
-    equity: list[EquityRecord] = field(default_factory=list)
+    equity: EquityPoints = field(default_factory=EquityPoints.empty)
     logs: list[LogRecord] = field(default_factory=list)
     issues: list[IssueRecord] = field(default_factory=list)
     progress: int = 0  # 0-100

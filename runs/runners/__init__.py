@@ -20,4 +20,12 @@ def runner_for(mode: str):
         from runs.runners.backtest import backtest_run_execute
 
         return backtest_run_execute
+    if mode == Mode.PAPER:
+        from runs.runners.paper import paper_run_execute
+
+        return paper_run_execute
+    if mode == Mode.LIVE:
+        from runs.runners.live import live_run_execute
+
+        return live_run_execute
     raise LookupError(f"no runner for {mode} runs on this deployment")

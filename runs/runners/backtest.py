@@ -22,10 +22,12 @@ from strategies.sdk.enums import AssetType
 
 
 class DatabaseMarketData:
-    """The engine's MarketData over the security master and stored bars."""
+    """The engine's MarketData over the security master and stored bars. `bars_cache` (a dict)
+    keeps loaded bars for the next user of the same cache."""
 
-    def __init__(self):
+    def __init__(self, *, bars_cache: dict | None = None):
         self._securities = {}
+        self._bars_cache = bars_cache
 
     def _security_row(self, symbol: str, asset_type):
         key = (symbol.upper(), str(asset_type))
@@ -53,10 +55,30 @@ class DatabaseMarketData:
         if row is None:
             empty = np.empty(0)
             return BarArrays(np.empty(0, dtype=np.int64), empty, empty, empty, empty, empty)
+        key = (row.pk, str(frequency), start, end)
+        if self._bars_cache is not None and key in self._bars_cache:
+            return self._bars_cache[key]
         arrays = bars_as_arrays(security=row, frequency=str(frequency), start=start, end=end)
-        return BarArrays(
+        bars = BarArrays(
             times=arrays.times, open=arrays.open, high=arrays.high, low=arrays.low, close=arrays.close, volume=arrays.volume
         )
+        if self._bars_cache is not None:
+            self._bars_cache[key] = bars
+        return bars
+
+
+# The trials of a study share their bars: loaded once per worker process per study, so a
+# hundred trials read them once per process, and every trial of a study sees the same data even
+# if bars are imported meanwhile. Only the latest study's bars are kept.
+_study_bars: dict = {"study_id": None, "bars": {}}
+
+
+def _study_bars_cache(study_id: int | None) -> dict | None:
+    if study_id is None:
+        return None
+    if _study_bars["study_id"] != study_id:
+        _study_bars["study_id"], _study_bars["bars"] = study_id, {}
+    return _study_bars["bars"]
 
 
 def backtest_run_execute(run: Run) -> RunOutcome:
@@ -64,7 +86,7 @@ def backtest_run_execute(run: Run) -> RunOutcome:
     core = CoreSettings.from_config(run.config.get("core") or {})
     start, end = backtest_window(run.config["environment"])
     recorder = DatabaseRecorder(run_id=run.pk, log_max_lines=settings.RUN_LOG_MAX_LINES)
-    market_data = DatabaseMarketData()
+    market_data = DatabaseMarketData(bars_cache=_study_bars_cache(run.study_id))
     result = run_backtest(
         strategy_class=loaded.strategy_class,
         strategy_config=run.config.get("strategy") or {},

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from issues.services import issue_record, log_entries_append
-from portfolio.services import ledger_batch_record
+from portfolio.services import OrderStatsChange, ledger_batch_record, order_stats_apply
 from runs.engine.records import RecordBatch
 from runs.models import Run
 
@@ -23,7 +23,7 @@ class DatabaseRecorder:
     def record(self, batch: RecordBatch) -> None:
         self.deposits += sum((entry.amount for entry in batch.ledger if entry.kind == "deposit"), Decimal(0))
         with transaction.atomic():
-            ledger_batch_record(
+            change = ledger_batch_record(
                 run_id=self.run_id,
                 orders=batch.orders,
                 fills=batch.fills,
@@ -50,12 +50,26 @@ class DatabaseRecorder:
                     first_seen=issue.first_seen,
                     last_seen=issue.last_seen,
                 )
-            summary = {"progress": min(max(int(batch.progress), 0), 100), "bars_processed": batch.bars_processed, "heartbeat_at": timezone.now()}
+            order_stats_add(run_id=self.run_id, change=change)
+            summary = {
+                "progress": min(max(int(batch.progress), 0), 100),
+                "bars_processed": batch.bars_processed,
+                "heartbeat_at": timezone.now(),
+            }
             if batch.portfolio_value is not None:
                 summary["portfolio_value"] = batch.portfolio_value
                 summary["pnl"] = batch.portfolio_value - self.deposits
             Run.objects.filter(pk=self.run_id).update(**summary)
         self.batches += 1
+
+
+@transaction.atomic
+def order_stats_add(*, run_id: int, change: OrderStatsChange) -> None:
+    """Add what a stored batch changed to the run's order statistics. The run row is locked for
+    the read-modify-write: every writer of a run's orders (the recorder, the Live runner storing
+    an order before sending it) goes through here."""
+    stats = Run.objects.select_for_update().filter(pk=run_id).values_list("order_stats", flat=True).first()
+    Run.objects.filter(pk=run_id).update(order_stats=order_stats_apply(stats or {}, change))
 
 
 class KillSwitch:

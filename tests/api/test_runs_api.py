@@ -8,10 +8,11 @@ import pytest
 from django.utils import timezone
 
 from issues.models import AuditEvent
+from portfolio.models import BrokerAccount
 from runs.models import Mode, Run, RunEvent, Status
 from tests.api.conftest import assert_error
 from tests.api.factories import IssueFactory, LogEntryFactory
-from tests.portfolio.factories import EquityPointFactory, OrderFactory, PositionFactory
+from tests.portfolio.factories import OrderFactory, PositionFactory, equity_points_store
 from tests.runs.factories import RunFactory
 from tests.strategies.factories import StrategyVersionFactory
 
@@ -143,6 +144,7 @@ def test_a_token_user_creates_a_run(token_client):
 def test_live_runs_need_the_live_trader_role_and_the_switch(as_role, settings):
     version = StrategyVersionFactory()
     live = {"strategy_version": version.pk, "mode": "live", "description": "live", "config": {"environment": {"broker_account": "A1"}}}
+    BrokerAccount.objects.create(name="A1", key_id_env="A1_KEY_ID", secret_env="A1_SECRET")
     settings.LIVE_TRADING_ENABLED = True
     assert_error(as_role("operator").post("/api/v1/runs/", live), 403, "permission_denied")
     assert as_role("live_trader").post("/api/v1/runs/", live).status_code == 201
@@ -239,9 +241,11 @@ def test_a_live_run_needs_the_live_trader_to_start(as_role, settings):
     settings.LIVE_TRADING_ENABLED = True
     run = RunFactory(mode=Mode.LIVE, config={"environment": {"broker_account": "A1"}, "strategy": {"symbol": "MSFT"}, "core": {}})
     assert_error(as_role("operator").post(f"/api/v1/runs/{run.pk}/start"), 403, "permission_denied")
-    # The role is there; this deployment has no Live runner yet, which is a state refusal.
+    # The role is there; the config names no broker account that exists, which is a state refusal.
     body = assert_error(as_role("live_trader").post(f"/api/v1/runs/{run.pk}/start"), 409, "conflict")
-    assert "cannot be started on this deployment" in body["message"]
+    assert "config invalid: broker_account" in body["message"]
+    BrokerAccount.objects.create(name="A1", key_id_env="A1_KEY_ID", secret_env="A1_SECRET")
+    assert as_role("live_trader").post(f"/api/v1/runs/{run.pk}/start").status_code == 200
 
 
 def test_kill_of_a_running_run_records_the_request(as_role):
@@ -318,8 +322,7 @@ def test_performance_summary(as_role):
 def test_equity_is_downsampled_on_request(as_role):
     run = started(status=Status.COMPLETE)
     start = timezone.now() - timedelta(days=100)
-    for day in range(50):
-        EquityPointFactory(run=run, time=start + timedelta(days=day), portfolio_value=Decimal(100000 + (day % 7) * 100))
+    equity_points_store(run=run, times=[start + timedelta(days=day) for day in range(50)], values=[100000 + (day % 7) * 100 for day in range(50)])
     client = as_role("viewer")
     full = client.get(f"/api/v1/runs/{run.pk}/equity").json()
     assert len(full["times"]) == 50 and full["points"] == 50

@@ -20,7 +20,7 @@ from config.wsgi import application
 from runs.models import Status
 from runs.study_services import study_create
 from tests.api.factories import IssueFactory, LogEntryFactory, RoleUserFactory
-from tests.portfolio.factories import EquityPointFactory, OrderFactory, PositionFactory
+from tests.portfolio.factories import OrderFactory, PositionFactory, equity_points_store
 from tests.runs.factories import RunFactory
 from tests.strategies.factories import StrategyFactory, StrategyVersionFactory, bundle_files
 
@@ -49,7 +49,7 @@ def seeded(in_process_wsgi):
     for run in runs[1:]:
         OrderFactory(run=run)
         PositionFactory(run=run)
-        EquityPointFactory(run=run)
+        equity_points_store(run=run, times=[run.created_at], values=[100000])
         IssueFactory(run=run)
         LogEntryFactory(run=run)
     files = bundle_files("crossover_a")

@@ -13,11 +13,11 @@ from decimal import Decimal
 import pytest
 from playwright.sync_api import expect
 
-from portfolio.models import EquityPoint, Order
+from portfolio.models import Order
 from runs.models import Run, Status
 from securities.models import Bar
 from tests.browser.test_run_console import open_new_run, session_bars
-from tests.portfolio.factories import OrderFactory
+from tests.portfolio.factories import OrderFactory, stored_equity
 from tests.runs.factories import RunFactory
 from tests.securities.factories import FutureFactory, SecurityFactory
 from tests.strategies.factories import StrategyFactory, StrategyVersionFactory
@@ -171,7 +171,7 @@ def test_a_running_backtest_refreshes_its_performance_tab_until_it_completes(log
     except AssertionError as exc:
         raise AssertionError(f"run {run.pk} is {Run.objects.get(pk=run.pk).status}; worker log:\n{worker_log(celery_worker_process)}") from exc
     expect(note).to_have_text("Final figures.")
-    stored = EquityPoint.objects.filter(run=run).count()
+    stored = len(stored_equity(run)[0])
     assert stored >= sessions  # a point at every bar's close, whatever the engine adds at the start
     expect(points).to_contain_text(f"{stored} points")
     assert page.errors == []
@@ -200,7 +200,7 @@ def test_killing_a_long_backtest_from_its_dialog_stops_it_and_keeps_its_results(
         raise AssertionError(f"run {run.pk} is {Run.objects.get(pk=run.pk).status}; worker log:\n{worker_log(celery_worker_process)}") from exc
     run.refresh_from_db()
     assert run.status == Status.STOPPED
-    kept = EquityPoint.objects.filter(run=run).count()
+    kept = len(stored_equity(run)[0])
     assert 0 < kept < sessions
     assert Order.objects.filter(run=run, state="filled").count() == 1
     expect(page.locator(".chart-head .muted")).to_contain_text(f"{kept} point")

@@ -102,7 +102,7 @@ def test_sma_crossover_matches_a_plain_loop_trade_for_trade(bps):
     assert trades == expected_trades
     assert result.cash == expected_cash
     assert result.portfolio_value.quantize(CENT) == expected_equity.quantize(CENT)
-    assert recorder.all("equity")[-1].portfolio_value == result.portfolio_value
+    assert recorder.all("equity")[-1].portfolio_value == float(result.portfolio_value)
     assert sum((entry.amount for entry in recorder.all("ledger")), Decimal(0)) == result.cash
     if bps:
         assert sum(fill.commission for fill in result.fills) > 0

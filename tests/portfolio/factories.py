@@ -2,8 +2,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import factory
+import numpy as np
 
-from portfolio.models import EquityPoint, Fill, LedgerEntry, Order, Position
+from portfolio.models import Fill, LedgerEntry, Order, Position
 
 T0 = datetime(2017, 1, 3, 14, 30, tzinfo=UTC)
 
@@ -67,11 +68,23 @@ class LedgerEntryFactory(factory.django.DjangoModelFactory):
     balance = Decimal("100000")
 
 
-class EquityPointFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = EquityPoint
+def equity_points_store(*, run, times, values, cash=None) -> None:
+    """Store equity points (UTC datetimes, values) for a run the way the recorder does."""
+    from portfolio.services import equity_append
 
-    run = None
-    time = T0
-    cash = Decimal("100000")
-    portfolio_value = Decimal("100000")
+    nanoseconds = np.array([int(moment.timestamp()) * 10**9 + moment.microsecond * 1000 for moment in times], dtype=np.int64)
+    values = np.array([float(value) for value in values])
+    equity_append(run_id=run.pk, times=nanoseconds, portfolio_values=values, cash_values=values if cash is None else np.array([float(c) for c in cash]))
+
+
+def stored_equity(run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The run's stored equity curve: (int64 ns times, portfolio values, cash), oldest first."""
+    from portfolio.models import EquityChunk
+
+    chunks = list(EquityChunk.objects.filter(run=run).order_by("sequence"))
+    if not chunks:
+        return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
+    return tuple(
+        np.concatenate([np.frombuffer(bytes(getattr(chunk, column)), dtype=dtype) for chunk in chunks])
+        for column, dtype in (("times", "<i8"), ("portfolio_values", "<f8"), ("cash_values", "<f8"))
+    )

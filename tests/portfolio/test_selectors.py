@@ -3,12 +3,16 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import factory
 import pytest
 
-from portfolio.models import EquityPoint
 from portfolio.selectors import equity_series, order_metrics, orders_recent, performance_summary, positions_open
-from tests.portfolio.factories import EquityPointFactory, FillFactory, LedgerEntryFactory, OrderFactory, PositionFactory
+from tests.portfolio.factories import (
+    FillFactory,
+    LedgerEntryFactory,
+    OrderFactory,
+    PositionFactory,
+    equity_points_store,
+)
 from tests.runs.factories import RunFactory
 
 pytestmark = pytest.mark.django_db
@@ -56,14 +60,7 @@ def test_equity_series_is_downsampled_keeping_the_extremes_and_the_deepest_drawd
     values = [100000 + (n % 97) * 10 for n in range(6000)]
     values[3000] = 150000  # the peak
     values[4500] = 60000  # the deepest drawdown: 60 % below the peak
-    EquityPoint.objects.bulk_create(
-        EquityPointFactory.build_batch(
-            6000,
-            run=run,
-            time=factory.Iterator([T0 + timedelta(minutes=n) for n in range(6000)]),
-            portfolio_value=factory.Iterator([Decimal(value) for value in values]),
-        )
-    )
+    equity_points_store(run=run, times=[T0 + timedelta(minutes=n) for n in range(6000)], values=values)
     series = equity_series(run_id=run.pk, max_points=2000)
     assert series.points == 6000
     assert len(series.times) <= 2000 and len(series.drawdown_times) <= 2000
@@ -76,8 +73,7 @@ def test_equity_series_is_downsampled_keeping_the_extremes_and_the_deepest_drawd
 
 def test_a_short_equity_series_comes_back_whole():
     run = RunFactory()
-    EquityPointFactory(run=run, time=T0, portfolio_value=Decimal("100"))
-    EquityPointFactory(run=run, time=T0 + timedelta(days=1), portfolio_value=Decimal("90"))
+    equity_points_store(run=run, times=[T0, T0 + timedelta(days=1)], values=[100, 90])
     series = equity_series(run_id=run.pk)
     assert series.values == [100.0, 90.0] and series.drawdowns == [0.0, pytest.approx(-0.1)]
     assert equity_series(run_id=RunFactory().pk).points == 0

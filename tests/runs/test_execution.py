@@ -7,9 +7,11 @@ import pytest
 from django.utils import timezone
 
 from issues.models import Issue
-from portfolio.models import EquityPoint, Fill, LedgerEntry, Order
+from portfolio.models import Fill, LedgerEntry, Order
+from portfolio.selectors import OrderMetrics, order_metrics
 from runs.execution import run_execute, run_finish
 from runs.models import Mode, RunEvent, Status
+from tests.portfolio.factories import stored_equity
 from tests.runs.factories import RunFactory, daily_bars
 from tests.securities.factories import SecurityFactory
 
@@ -30,12 +32,13 @@ def test_a_starting_backtest_runs_to_complete_with_its_ledger(msft_bars):
     assert run.status == Status.COMPLETE and run.progress == 100
     assert run.started_at and run.finished_at and run.started_at <= run.finished_at
     assert Order.objects.filter(run=run, state="filled").count() == 1
+    assert OrderMetrics.from_stats(run.order_stats) == order_metrics(run_id=run.pk)  # kept by the recorder
     fill = Fill.objects.get(run=run)
     assert fill.price == pytest.approx(62.25)  # next bar's open after the first bar's close
     assert LedgerEntry.objects.filter(run=run, kind="deposit").count() == 1
-    assert EquityPoint.objects.filter(run=run).count() == 61  # the starting point, then one per bar
-    last = EquityPoint.objects.filter(run=run).last()
-    assert run.portfolio_value == last.portfolio_value
+    _times, values, _cash = stored_equity(run)
+    assert len(values) == 61  # the starting point, then one per bar
+    assert float(run.portfolio_value) == values[-1]
     assert run.metrics["trades"] == 0 and run.metrics["total_return"] > 0
     assert list(run.events.values_list("kind", flat=True)) == [RunEvent.Kind.STARTED, RunEvent.Kind.COMPLETED]
 
@@ -58,14 +61,18 @@ def test_a_run_that_is_not_starting_is_never_executed(msft_bars):
 
 
 def test_a_platform_failure_ends_in_error_with_an_internal_error_issue(msft_bars):
-    # A Paper run has no runner on this deployment: the platform, not the strategy, fails.
-    run = RunFactory(status=Status.STARTING, mode=Mode.PAPER, config={"environment": {"feed": "replay"}, "strategy": {}, "core": {}})
+    # A stored config that validation would have refused (written straight to the row): the
+    # platform, not the strategy, fails.
+    run = RunFactory(
+        status=Status.STARTING, mode=Mode.PAPER,
+        config={"environment": {"feed": "replay", "replay_start": "not-a-date"}, "strategy": {}, "core": {}},
+    )
     assert run_execute(run_id=run.pk) == Status.ERROR
     run.refresh_from_db()
     assert run.status == Status.ERROR and run.finished_at
     issue = Issue.objects.get(run=run)
     assert (issue.code, issue.classification, issue.component) == ("internal_error", "system", "platform")
-    assert "no runner for paper" in issue.message
+    assert "'not-a-date' is not a date" in issue.message
 
 
 def test_a_strategy_exception_ends_in_error_with_a_trimmed_traceback(msft_bars):

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 
 from issues.models import AuditEvent, Issue, LogEntry
-from portfolio.models import EquityPoint, LedgerEntry, Order
+from portfolio.models import EquityChunk, LedgerEntry, Order
 from runs.config import RunConfigError
 from runs.models import Mode, Run, RunEvent, Status
 from runs.services import (
@@ -147,17 +147,17 @@ def test_copy_makes_a_new_run_with_the_same_version_and_config(msft, operator):
 
 
 def test_reset_clears_results_and_keeps_a_reset_mark(msft, operator):
-    from tests.portfolio.factories import EquityPointFactory, LedgerEntryFactory, OrderFactory
+    from tests.portfolio.factories import LedgerEntryFactory, OrderFactory, equity_points_store
 
     run = RunFactory(status=Status.COMPLETE, progress=100, pnl=12)
     OrderFactory(run=run)
     LedgerEntryFactory(run=run)
-    EquityPointFactory(run=run)
+    equity_points_store(run=run, times=[run.created_at], values=[100000])
     Issue.objects.create(run=run, code="data_gap", component="data", classification="user", severity="warning", fingerprint="f", message="gap", first_seen=run.created_at, last_seen=run.created_at)
     LogEntry.objects.create(run=run, sequence=1, time=run.created_at, level="INFO", message="hello")
     run = run_reset(run=run, user=operator)
     assert (run.status, run.progress, run.pnl, run.metrics) == (Status.NEW, 0, None, {})
-    for model in (Order, LedgerEntry, EquityPoint, Issue, LogEntry):
+    for model in (Order, LedgerEntry, EquityChunk, Issue, LogEntry):
         assert not model.objects.filter(run=run).exists()
     assert run.events.filter(kind=RunEvent.Kind.RESET).exists()
 

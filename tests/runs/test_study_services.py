@@ -4,12 +4,14 @@ the study; the finish compare-and-set. Trials run here with study_trial_execute,
 the worker's task calls. Depends on: the SMA Crossover example bundle, MSFT daily bars from
 `daily_bars`, the factories. The helpers at the top are shared by the other study tests."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from django.core.exceptions import PermissionDenied
 
 from issues.models import Issue
+from runs.execution import run_execute
 from runs.models import Run, RunEvent, Status, Study, StudyStatus
 from runs.services import RunActionError
 from runs.studies import GRID
@@ -192,3 +194,25 @@ def test_finish_is_a_compare_and_set_that_waits_for_the_last_trial():
     assert study_finish_if_done(study_id=study.pk) is False  # the second caller finds it done
     study.refresh_from_db()
     assert study.status == StudyStatus.COMPLETE
+
+
+def test_the_trials_of_a_study_run_on_the_bars_loaded_for_its_first_trial():
+    from securities.models import Bar
+
+    security = msft_with_bars()
+    base = sma_base_run()
+    study = study_create(user=None, base_run=base, description="one dataset", space_spec={"fast": "3, 8"})
+    first, *others = study.trials.order_by("pk")
+    study_trial_execute(run_id=first.pk, study_id=study.pk)
+    # A data fix lands while the study runs: its remaining trials keep the data it started with.
+    Bar.objects.filter(security=security, time__gte=datetime(2017, 3, 1, tzinfo=UTC)).delete()
+    for run in others:
+        study_trial_execute(run_id=run.pk, study_id=study.pk)
+    first.refresh_from_db()
+    assert first.bars_processed == 80
+    assert set(Run.objects.filter(study=study).values_list("bars_processed", flat=True)) == {80}
+    # A run outside the study reads the bars as they are now.
+    outside = RunFactory(strategy_version=base.strategy_version, status=Status.STARTING, config=base.config)
+    run_execute(run_id=outside.pk)
+    outside.refresh_from_db()
+    assert outside.status == Status.COMPLETE and outside.bars_processed == Bar.objects.filter(security=security).count() < 80

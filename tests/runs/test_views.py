@@ -6,15 +6,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import factory
 import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from issues.services import issue_record, log_entries_append
-from portfolio.models import EquityPoint, OrderState
+from portfolio.models import OrderState
 from runs.models import Mode, RunEvent, Status
-from tests.portfolio.factories import EquityPointFactory, LedgerEntryFactory, OrderFactory, PositionFactory
+from tests.portfolio.factories import LedgerEntryFactory, OrderFactory, PositionFactory, equity_points_store
 from tests.runs.factories import RunFactory
 from tests.securities.factories import SecurityFactory
 from tests.strategies.factories import StrategyFactory, StrategyVersionFactory
@@ -254,8 +253,7 @@ def test_performance_shows_the_ledger_metrics_and_timeline(viewer_client, msft):
     OrderFactory(run=run, state=OrderState.FILLED)
     OrderFactory(run=run, state=OrderState.WORKING)
     OrderFactory(run=run, state=OrderState.REJECTED, reject_reason="insufficient buying power", filled_quantity=0)
-    for day in range(3):
-        EquityPointFactory(run=run, time=datetime(2017, 1, 3 + day, 21, tzinfo=UTC), portfolio_value=Decimal(100000 + day))
+    equity_points_store(run=run, times=[datetime(2017, 1, 3 + day, 21, tzinfo=UTC) for day in range(3)], values=[100000 + day for day in range(3)])
     RunEvent.objects.create(run=run, kind=RunEvent.Kind.STARTED)
     RunEvent.objects.create(run=run, kind=RunEvent.Kind.COMPLETED)
 
@@ -273,13 +271,7 @@ def test_performance_shows_the_ledger_metrics_and_timeline(viewer_client, msft):
 def test_the_chart_carries_at_most_2000_points(viewer_client, msft):
     run = RunFactory(status=Status.COMPLETE)
     start = datetime(2017, 1, 3, tzinfo=UTC)
-    points = EquityPointFactory.build_batch(
-        5000,
-        run=run,
-        time=factory.Iterator([start + timedelta(minutes=n) for n in range(5000)]),
-        portfolio_value=factory.Iterator([Decimal(100000 + n) for n in range(5000)]),
-    )
-    EquityPoint.objects.bulk_create(points)
+    equity_points_store(run=run, times=[start + timedelta(minutes=n) for n in range(5000)], values=[100000 + n for n in range(5000)])
     html = viewer_client.get(f"/runs/{run.pk}/?tab=performance", **htmx_headers("performance")).content.decode()
     marker = f'<script id="chart-data-{run.pk}" type="application/json">'
     data = json.loads(html.split(marker, 1)[1].split("</script>", 1)[0])

@@ -5,10 +5,11 @@
 
 import pytest
 
-from portfolio.models import EquityPoint, Fill
+from portfolio.models import Fill
 from runs.models import Run, Status
 from runs.services import run_kill, run_start
 from tests.conftest import wait_for
+from tests.portfolio.factories import stored_equity
 from tests.runs.factories import RunFactory, daily_bars
 from tests.securities.factories import SecurityFactory
 
@@ -28,8 +29,9 @@ def test_a_worker_executes_a_backtest_to_complete_and_its_ledger_is_stored(celer
     )
     assert finished.status == Status.COMPLETE, celery_worker_process.log_path.read_text()
     assert Fill.objects.filter(run=run).count() == 1
-    assert EquityPoint.objects.filter(run=run).count() == 61  # the starting point, then one per bar
-    assert finished.portfolio_value == EquityPoint.objects.filter(run=run).last().portfolio_value
+    _times, values, _cash = stored_equity(run)
+    assert len(values) == 61  # the starting point, then one per bar
+    assert float(finished.portfolio_value) == values[-1]
     assert "runs.execute_run[" in celery_worker_process.log_path.read_text()
 
 
@@ -58,4 +60,4 @@ def test_a_kill_stops_a_running_backtest_within_two_seconds_and_keeps_its_result
     stopped = wait_for(lambda: Run.objects.filter(pk=run.pk, status=Status.STOPPED).first(), timeout=10, interval=0.05, message="the run to stop")
     assert time.monotonic() - killed_at < 2.0
     assert 0 < stopped.bars_processed < 700
-    assert EquityPoint.objects.filter(run=run).count() == stopped.bars_processed + 1
+    assert len(stored_equity(run)[0]) == stopped.bars_processed + 1

@@ -1,22 +1,23 @@
 """Load the demo: security master, real MSFT/SPX daily bars, synthetic minute bars (labelled
-synthetic), the example strategies published, and a few finished demo runs. Idempotent."""
+synthetic), the example strategies published, a few finished demo runs and a Paper run ready
+to Start. Idempotent."""
 
 from datetime import date
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from securities.services import bars_generate_synthetic, bars_import, security_import_csv
-from strategies.selectors import strategy_version_latest
-from strategies.services import strategy_publish_folder
 
 import securities
 import strategies
 from runs.execution import run_execute
-from runs.models import Run, Status
+from runs.models import Mode, Run, Status
 from runs.services import run_create, run_start
 from securities.models import BarImport, Security
+from securities.services import bars_generate_synthetic, bars_import, security_import_csv
 from strategies.models import Strategy
+from strategies.selectors import strategy_version_latest
+from strategies.services import strategy_publish_folder
 
 DATA_DIR = Path(securities.__file__).resolve().parent / "data"
 EXAMPLES_DIR = Path(strategies.__file__).resolve().parent / "examples"
@@ -38,6 +39,17 @@ DEMO_RUNS = [
     ("Demo: Bollinger reversion on MSFT daily, 2010–2017", "Bollinger Mean Reversion", {"start": "2010-01-04", "end": "2017-11-10"}, {"symbol": "MSFT"}, {}),
     ("Demo: Donchian breakout on MSFT daily, 2010–2017", "Donchian Breakout", {"start": "2010-01-04", "end": "2017-11-10"}, {"symbol": "MSFT"}, {}),
     ("Demo: ES trend on synthetic minute bars, Oct 2017", "ES Trend Follower", {"start": "2017-10-02", "end": "2017-10-31"}, {"symbol": "ES"}, {"allow_short": True, "starting_cash": "250000"}),
+]
+# Left `new` for a visitor to Start: a Paper run replaying synthetic AAPL minute bars at 600x
+# real time (a market minute every 0.1 s: the first trades within seconds; a night takes ~2 min).
+DEMO_PAPER_RUNS = [
+    (
+        "Demo: Paper SMA 5/20 on AAPL minute bars, replayed at 600x",
+        "SMA Crossover",
+        {"feed": "replay", "speed": 600, "replay_start": "2017-10-02"},
+        {"symbol": "AAPL", "fast": 5, "slow": 20, "frequency": "minute"},
+        {},
+    ),
 ]
 
 
@@ -106,3 +118,15 @@ class Command(BaseCommand):
             status = run_execute(run_id=run.pk)
             style = self.style.SUCCESS if status == Status.COMPLETE else self.style.WARNING
             self.stdout.write(style(f"Demo run {run.pk} ({description}): {status}"))
+        for description, strategy_name, environment, parameters, core in DEMO_PAPER_RUNS:
+            if Run.objects.filter(description=description).exists():
+                continue
+            version = strategy_version_latest(strategy=Strategy.objects.get(name=strategy_name))
+            run = run_create(
+                user=None,
+                strategy_version=version,
+                mode=Mode.PAPER,
+                description=description,
+                config={"environment": environment, "strategy": parameters, "core": core},
+            )
+            self.stdout.write(f"Demo run {run.pk} ({description}): new, ready to Start")

@@ -1,0 +1,1 @@
+"""Clients for outside services (brokers, market data vendors), Django-free."""

@@ -176,6 +176,9 @@ class EquityChunk(models.Model):
     """
 
     CAPACITY = 65_536  # points per chunk
+    # A batch tops up the last chunk while it is smaller than this (a Paper run stores a few
+    # points a flush); bigger batches start a new chunk instead of rewriting a large one.
+    TOP_UP_BELOW = 8_192
     CHART_POINTS = 512
 
     run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="equity_chunks")

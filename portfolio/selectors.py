@@ -148,11 +148,11 @@ def equity_series(*, run_id: int, max_points: int = CHART_MAX_POINTS) -> EquityS
     # NaN (no capital to draw down) would hide a bucket's real extremes; rank it as no drawdown.
     ranked = np.where(np.isnan(drawdowns), 0.0, drawdowns)
     drawdown_times, _ranked = downsample(times, ranked, max_points)
-    picked = np.searchsorted(times, drawdown_times)
-    drawdown_values = [None if np.isnan(value) else round(float(value), 6) for value in drawdowns[picked]]
+    picked = np.round(drawdowns[np.searchsorted(times, drawdown_times)], 6)
+    drawdown_values = [None if value != value else value for value in picked.tolist()]  # NaN -> None
     return EquitySeries(
         times=equity_times.tolist(),
-        values=[round(float(value), 2) for value in equity_values],
+        values=np.round(equity_values, 2).tolist(),
         drawdown_times=drawdown_times.tolist(),
         drawdowns=drawdown_values,
         points=sum(points for points, _times, _values in rows),

@@ -129,13 +129,22 @@ def order_stats_apply(stats: dict, change: OrderStatsChange) -> dict:
     }
 
 
-def _stored_order_states(*, run_id: int, order_ids: list[int]) -> dict[int, str]:
-    """order id -> stored state, for those of `order_ids` the run already has."""
+def _stored_orders(*, run_id: int, order_ids, column: str) -> dict[int, object]:
+    """order id -> `column` ("state" or "id") for those of `order_ids` the run already has. Tens
+    of thousands of ids a batch: one array parameter on PostgreSQL, plain tuples, no ORM rows."""
+    order_ids = list(order_ids)
+    if not order_ids:
+        return {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT order_id, {column} FROM {Order._meta.db_table} WHERE run_id = %s AND order_id = ANY(%s)",
+                [run_id, order_ids],
+            )
+            return dict(cursor.fetchall())
     stored = {}
     for first in range(0, len(order_ids), 5000):  # within SQLite's limit on query parameters
-        stored.update(
-            Order.objects.filter(run_id=run_id, order_id__in=order_ids[first : first + 5000]).values_list("order_id", "state")
-        )
+        stored.update(Order.objects.filter(run_id=run_id, order_id__in=order_ids[first : first + 5000]).values_list("order_id", column))
     return stored
 
 
@@ -145,7 +154,7 @@ def ledger_batch_record(*, run_id: int, orders=(), fills=(), positions=(), ledge
     the batch's EquityPoints (columns) or None. Returns how the batch changed the run's order
     statistics."""
     latest = {o.order_id: o for o in orders}  # the latest snapshot of each order wins
-    stored = _stored_order_states(run_id=run_id, order_ids=list(latest))
+    stored = _stored_orders(run_id=run_id, order_ids=latest, column="state")
     states = Counter(str(o.state) for o in latest.values())
     states.subtract(stored.values())
     change = OrderStatsChange(
@@ -170,9 +179,7 @@ def ledger_batch_record(*, run_id: int, orders=(), fills=(), positions=(), ledge
         model=Order, fields=order_fields, unique_fields=["run", "order_id"], rows=[order_rows[order_id] for order_id in stored]
     )
     if fills:
-        order_pks = dict(
-            Order.objects.filter(run_id=run_id, order_id__in={f.order_id for f in fills}).values_list("order_id", "pk")
-        )
+        order_pks = _stored_orders(run_id=run_id, order_ids={f.order_id for f in fills}, column="id")
         rows_copy(
             model=Fill,
             fields=["run", "order", "execution_id", "time", "symbol", "asset_type", "side", "quantity", "price", "commission"],
@@ -219,17 +226,19 @@ def equity_append(*, run_id: int, times: np.ndarray, portfolio_values: np.ndarra
         return 0
     if appended > 1 and not np.all(np.diff(times) > 0):
         raise ValueError("equity times must be strictly increasing")
-    last = EquityChunk.objects.select_for_update().filter(run_id=run_id).order_by("-sequence").first()
+    last = (
+        EquityChunk.objects.select_for_update().filter(run_id=run_id).order_by("-sequence").only("sequence", "points", "last_time").first()
+    )
     sequence = 0
     if last is not None:
-        stored_times = np.frombuffer(bytes(last.times), dtype="<i8")
-        if times[0] <= stored_times[-1]:
-            raise ValueError(f"equity point at {times[0]} ns is not after the last stored one ({stored_times[-1]} ns)")
+        if times[0] // 1000 <= (last.last_time - EPOCH) // timedelta(microseconds=1):
+            raise ValueError(f"equity point at {_utc(times[0]).isoformat()} is not after the last stored one ({last.last_time.isoformat()})")
         sequence = last.sequence
-        if last.points < EquityChunk.CAPACITY:  # top up the last chunk: rewrite it with the new points
-            times = np.concatenate([stored_times, times])
-            portfolio_values = np.concatenate([np.frombuffer(bytes(last.portfolio_values), dtype="<f8"), portfolio_values])
-            cash_values = np.concatenate([np.frombuffer(bytes(last.cash_values), dtype="<f8"), cash_values])
+        if last.points < EquityChunk.TOP_UP_BELOW:  # top up a small last chunk: rewrite it with the new points
+            stored = EquityChunk.objects.filter(pk=last.pk).values_list("times", "portfolio_values", "cash_values").get()
+            times = np.concatenate([np.frombuffer(bytes(stored[0]), dtype="<i8"), times])
+            portfolio_values = np.concatenate([np.frombuffer(bytes(stored[1]), dtype="<f8"), portfolio_values])
+            cash_values = np.concatenate([np.frombuffer(bytes(stored[2]), dtype="<f8"), cash_values])
             last.delete()
         else:
             sequence += 1

@@ -24,19 +24,20 @@ def curve(first: int, count: int):
     return times, values, values - 5_000
 
 
-def test_batches_top_up_the_last_chunk_then_open_new_ones_and_read_back_exactly():
+def test_batches_top_up_a_small_last_chunk_then_open_new_ones_and_read_back_exactly():
     run = RunFactory()
-    first, second = curve(0, 50_000), curve(50_000, 30_000)
-    assert equity_append(run_id=run.pk, times=first[0], portfolio_values=first[1], cash_values=first[2]) == 50_000
-    assert equity_append(run_id=run.pk, times=second[0], portfolio_values=second[1], cash_values=second[2]) == 30_000
+    batches = [curve(0, 5_000), curve(5_000, 70_000), curve(75_000, 10_000)]
+    for times, values, cash in batches:
+        assert equity_append(run_id=run.pk, times=times, portfolio_values=values, cash_values=cash) == len(times)
 
     chunks = list(EquityChunk.objects.filter(run=run).order_by("sequence"))
-    assert [(c.sequence, c.points) for c in chunks] == [(0, EquityChunk.CAPACITY), (1, 80_000 - EquityChunk.CAPACITY)]
+    # 5,000 points are topped up to a full chunk; the rest of that batch starts the next one,
+    # which is big enough that the last batch starts its own.
+    assert [(c.sequence, c.points) for c in chunks] == [(0, EquityChunk.CAPACITY), (1, 75_000 - EquityChunk.CAPACITY), (2, 10_000)]
     assert chunks[1].first_time.timestamp() * 10**9 == T0 + EquityChunk.CAPACITY * MINUTE
     times, values, cash = stored_equity(run)
-    np.testing.assert_array_equal(times, np.concatenate([first[0], second[0]]))
-    np.testing.assert_array_equal(values, np.concatenate([first[1], second[1]]))
-    np.testing.assert_array_equal(cash, np.concatenate([first[2], second[2]]))
+    for stored, column in ((times, 0), (values, 1), (cash, 2)):
+        np.testing.assert_array_equal(stored, np.concatenate([batch[column] for batch in batches]))
 
 
 def test_each_chunk_keeps_a_small_chart_with_its_extremes():

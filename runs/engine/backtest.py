@@ -85,19 +85,35 @@ def run_backtest(
     )
     if kernel.start_ns >= kernel.end_ns:
         raise ValueError(f"start {start.isoformat()} must be before end {end.isoformat()}")
+
+    def replay() -> None:
+        kernel.portfolio.deposit(core.starting_cash, time=start, description="starting cash")
+        kernel.start_strategy(strategy_class, strategy_config)
+        feed = _load_bars(kernel)
+        kernel.record_equity(kernel.start_ns)
+        _replay(kernel, feed)
+        kernel.run_out()
+
+    with _collect_garbage_per_batch(kernel):
+        return run_session(
+            kernel, replay, clock_name="simulated", final_progress=lambda status: 100 if status == "complete" else None
+        )
+
+
+def run_session(kernel: Kernel, body, *, clock_name: str, final_progress) -> EngineResult:
+    """What every mode does around its driver `body()`: print capture and the handler watchdog;
+    a stop, a fatal issue, a timeout or an engine failure turned into the run's status; on_stop;
+    orders still working closed (a real account's broker, having `stop(now)`, cancels them there
+    and lists the positions left); the final batch with `final_progress(status)`."""
+    core = kernel.core
     status, message = "complete", None
     capture = PrintCapture(kernel.log_sink, core.log_level)
     watchdog = kernel.watchdog = HandlerWatchdog(timeout_seconds=core.handler_timeout_seconds, progress=kernel.progress_marker)
     watchdog.start()
     try:
-        with _collect_garbage_per_batch(kernel), contextlib.redirect_stdout(capture):
+        with contextlib.redirect_stdout(capture):
             try:
-                kernel.portfolio.deposit(core.starting_cash, time=start, description="starting cash")
-                kernel.start_strategy(strategy_class, strategy_config)
-                feed = _load_bars(kernel)
-                kernel.record_equity(kernel.start_ns)
-                _replay(kernel, feed)
-                kernel.run_out()
+                body()
             except StopRequested:
                 status = "stopped"
             except RunEnded as ended:
@@ -114,13 +130,13 @@ def run_backtest(
                         f"the strategy's handlers ran longer than {core.handler_timeout_seconds:g} s "
                         "(core.handler_timeout_seconds) at one moment: make them faster, or raise the limit"
                     ),
-                    detail=f"at {kernel.ctx.now:%Y-%m-%d %H:%M:%S} UTC (simulated)",
+                    detail=f"at {kernel.ctx.now:%Y-%m-%d %H:%M:%S} UTC ({clock_name})",
                 )
             except Exception as exc:
                 watchdog.disarm()
                 status, message = "error", f"internal error: {type(exc).__name__}: {exc}"
                 _report_internal_error(kernel, exc)
-            if status != "error":
+            if status != "error" and kernel.strategy is not None:
                 try:
                     kernel.stop_strategy(kernel.ctx.now_ns)
                 except RunEnded as ended:
@@ -128,8 +144,11 @@ def run_backtest(
             capture.finish()
             kernel.note_slow_handler()
             kernel.phase = "stop"
-            kernel.close_remaining_orders("the run ended" if status != "error" else "the run ended in error")
-            kernel.flush(final=True, progress=100 if status == "complete" else None)
+            if hasattr(kernel.broker, "stop"):
+                kernel.broker.stop(kernel.ctx.now)
+            else:
+                kernel.close_remaining_orders("the run ended" if status != "error" else "the run ended in error")
+            kernel.flush(final=True, progress=final_progress(status))
     finally:
         watchdog.stop()
     return EngineResult(

@@ -19,24 +19,19 @@ completed bar, the next timer or the next housekeeping moment, whichever comes f
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-import numpy as np
-
 from runs.engine import diagnostics
-from runs.engine.backtest import EngineResult, _exposure, _report_internal_error
-from runs.engine.context import PrintCapture
+from runs.engine.backtest import EngineResult, run_session
 from runs.engine.core_settings import CoreSettings
 from runs.engine.dispatch import Kernel, RunEnded, StopRequested
 from runs.engine.feed import Subscription, from_ns
 from runs.engine.records import MarketData, Recorder
 from runs.engine.sessions import NS_PER_SECOND, Sessions
-from runs.engine.watchdog import HandlerTimeout, HandlerWatchdog
 from strategies.sdk.enums import BarFrequency
 from strategies.sdk.events import BarEvent
 
@@ -152,69 +147,19 @@ def run_realtime(
         client_order_prefix=client_order_prefix,
         broker_factory=broker_factory,
     )
-    status, message = "complete", None
-    capture = PrintCapture(kernel.log_sink, core.log_level)
-    watchdog = kernel.watchdog = HandlerWatchdog(timeout_seconds=core.handler_timeout_seconds, progress=kernel.progress_marker)
-    watchdog.start()
+    def play() -> None:
+        kernel.portfolio.deposit(core.starting_cash, time=start, description="starting cash")
+        if hasattr(kernel.broker, "prepare"):  # a real account's broker reconciles before the strategy may trade
+            kernel.broker.prepare(kernel.ctx.now)
+        kernel.start_strategy(strategy_class, strategy_config)
+        _subscribe(kernel, feed)
+        kernel.record_equity(kernel.start_ns)
+        _loop(kernel, feed, clock, stop_poll_seconds)
+
     try:
-        with contextlib.redirect_stdout(capture):
-            try:
-                kernel.portfolio.deposit(core.starting_cash, time=start, description="starting cash")
-                if hasattr(kernel.broker, "prepare"):  # a real account's broker reconciles before the strategy may trade
-                    kernel.broker.prepare(kernel.ctx.now)
-                kernel.start_strategy(strategy_class, strategy_config)
-                _subscribe(kernel, feed)
-                kernel.record_equity(kernel.start_ns)
-                _loop(kernel, feed, clock, stop_poll_seconds)
-            except StopRequested:
-                status = "stopped"
-            except RunEnded as ended:
-                status, message = "error", str(ended)
-            except HandlerTimeout:
-                # Fired while engine code was on the stack, just after a handler returned.
-                watchdog.disarm()
-                status, message = "error", "a handler timed out"
-                kernel.issues.report(
-                    diagnostics.HANDLER_TIMEOUT,
-                    key="engine",
-                    message=(
-                        f"the strategy's handlers ran longer than {core.handler_timeout_seconds:g} s "
-                        "(core.handler_timeout_seconds) at one moment: make them faster, or raise the limit"
-                    ),
-                    detail=f"at {kernel.ctx.now:%Y-%m-%d %H:%M:%S} UTC (market clock)",
-                )
-            except Exception as exc:
-                watchdog.disarm()
-                status, message = "error", f"internal error: {type(exc).__name__}: {exc}"
-                _report_internal_error(kernel, exc)
-            if status != "error" and kernel.strategy is not None:
-                try:
-                    kernel.stop_strategy(kernel.ctx.now_ns)
-                except RunEnded as ended:
-                    status, message = "error", str(ended)
-            capture.finish()
-            kernel.note_slow_handler()
-            kernel.phase = "stop"
-            if hasattr(kernel.broker, "stop"):  # a real account's broker: cancel there, wait, list the positions left
-                kernel.broker.stop(kernel.ctx.now)
-            else:
-                kernel.close_remaining_orders("the run ended" if status != "error" else "the run ended in error")
-            kernel.flush(final=True, progress=0)
+        return run_session(kernel, play, clock_name="market clock", final_progress=lambda status: 0)
     finally:
-        watchdog.stop()
         feed.close()
-    return EngineResult(
-        status=status,
-        bars_processed=kernel.bars_processed,
-        cash=kernel.portfolio.cash,
-        portfolio_value=kernel.portfolio.value(),
-        error_message=message,
-        equity_times=np.frombuffer(kernel.equity_times, dtype=np.int64).copy(),
-        equity_values=np.frombuffer(kernel.equity_values, dtype=np.float64).copy(),
-        fills=kernel.broker.fills,
-        multipliers={(i.symbol, str(i.asset_type)): i.multiplier for i in kernel.instruments.values()},
-        exposure_fraction=_exposure(kernel),
-    )
 
 
 def _subscribe(kernel: Kernel, feed: RealtimeFeed) -> None:

@@ -50,7 +50,6 @@ class DatabaseRecorder:
                     first_seen=issue.first_seen,
                     last_seen=issue.last_seen,
                 )
-            order_stats_add(run_id=self.run_id, change=change)
             summary = {
                 "progress": min(max(int(batch.progress), 0), 100),
                 "bars_processed": batch.bars_processed,
@@ -59,17 +58,18 @@ class DatabaseRecorder:
             if batch.portfolio_value is not None:
                 summary["portfolio_value"] = batch.portfolio_value
                 summary["pnl"] = batch.portfolio_value - self.deposits
-            Run.objects.filter(pk=self.run_id).update(**summary)
+            order_stats_add(run_id=self.run_id, change=change, **summary)
         self.batches += 1
 
 
 @transaction.atomic
-def order_stats_add(*, run_id: int, change: OrderStatsChange) -> None:
-    """Add what a stored batch changed to the run's order statistics. The run row is locked for
-    the read-modify-write: every writer of a run's orders (the recorder, the Live runner storing
-    an order before sending it) goes through here."""
+def order_stats_add(*, run_id: int, change: OrderStatsChange, **fields) -> None:
+    """Add what a stored batch changed to the run's order statistics (and set `fields` of the
+    run in the same update). The run row is locked for the read-modify-write: every writer of a
+    run's orders (the recorder, the Live runner storing an order before sending it) goes through
+    here."""
     stats = Run.objects.select_for_update().filter(pk=run_id).values_list("order_stats", flat=True).first()
-    Run.objects.filter(pk=run_id).update(order_stats=order_stats_apply(stats or {}, change))
+    Run.objects.filter(pk=run_id).update(order_stats=order_stats_apply(stats or {}, change), **fields)
 
 
 class KillSwitch:

@@ -49,7 +49,8 @@ class TimeInForce(models.TextChoices):
 
 
 class Order(models.Model):
-    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="orders")
+    # db_index off: a composite unique constraint or index below already leads with run.
+    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="orders", db_index=False)
     order_id = models.PositiveIntegerField(help_text="Sequential per run, as the strategy sees it.")
     client_order_id = models.CharField(max_length=64)
     broker_order_id = models.CharField(max_length=64, blank=True)
@@ -91,7 +92,8 @@ class Order(models.Model):
 
 
 class Fill(models.Model):
-    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="fills")
+    # db_index off: a composite unique constraint or index below already leads with run.
+    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="fills", db_index=False)
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="fills")
     execution_id = models.CharField(max_length=64)
     time = models.DateTimeField()
@@ -117,7 +119,8 @@ class Fill(models.Model):
 class Position(models.Model):
     """The latest state of a position in a run (quantity signed: negative is short)."""
 
-    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="positions")
+    # db_index off: a composite unique constraint or index below already leads with run.
+    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="positions", db_index=False)
     symbol = models.CharField(max_length=32)
     asset_type = models.CharField(max_length=16, choices=AssetType.choices)
     quantity = models.DecimalField(**QUANTITY)
@@ -147,7 +150,8 @@ class LedgerEntry(models.Model):
         COMMISSION = "commission", "Commission"
         VARIATION_MARGIN = "variation_margin", "Variation margin"
 
-    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="ledger_entries")
+    # db_index off: a composite unique constraint or index below already leads with run.
+    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="ledger_entries", db_index=False)
     time = models.DateTimeField()
     kind = models.CharField(max_length=20, choices=Kind.choices)
     amount = models.DecimalField(**MONEY)
@@ -181,7 +185,8 @@ class EquityChunk(models.Model):
     TOP_UP_BELOW = 8_192
     CHART_POINTS = 512
 
-    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="equity_chunks")
+    # db_index off: a composite unique constraint or index below already leads with run.
+    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="equity_chunks", db_index=False)
     sequence = models.PositiveIntegerField()
     first_time = models.DateTimeField()
     last_time = models.DateTimeField()

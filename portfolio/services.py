@@ -148,13 +148,31 @@ def _stored_orders(*, run_id: int, order_ids, column: str) -> dict[int, object]:
     return stored
 
 
+def _new_order_pks(count: int) -> list[int]:
+    """Primary keys for `count` orders about to be appended (PostgreSQL: taken from the
+    table's sequence, so COPY can write them and fills can refer to them without a lookup)."""
+    table = Order._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", [count])
+        return [pk for (pk,) in cursor.fetchall()]
+
+
 @transaction.atomic
-def ledger_batch_record(*, run_id: int, orders=(), fills=(), positions=(), ledger=(), equity=None) -> OrderStatsChange:
+def ledger_batch_record(
+    *, run_id: int, orders=(), fills=(), positions=(), ledger=(), equity=None, stored_orders: dict | None = None
+) -> OrderStatsChange:
     """Store one recorder batch of engine records (runs.engine.records) for a run; `equity` is
     the batch's EquityPoints (columns) or None. Returns how the batch changed the run's order
-    statistics."""
+    statistics.
+
+    `stored_orders` (order id -> (primary key, state)) is for the run's only writer of orders,
+    which has kept it since the run had none: it then stands for the stored orders (no lookup)
+    and is brought up to date here. Without it the stored orders are read from the database."""
     latest = {o.order_id: o for o in orders}  # the latest snapshot of each order wins
-    stored = _stored_orders(run_id=run_id, order_ids=latest, column="state")
+    if stored_orders is None:
+        stored = _stored_orders(run_id=run_id, order_ids=latest, column="state")
+    else:
+        stored = {order_id: stored_orders[order_id][1] for order_id in latest if order_id in stored_orders}
     states = Counter(str(o.state) for o in latest.values())
     states.subtract(stored.values())
     change = OrderStatsChange(
@@ -164,27 +182,45 @@ def ledger_batch_record(*, run_id: int, orders=(), fills=(), positions=(), ledge
         commission=sum((f.commission for f in fills), Decimal(0)),
     )
     order_fields = ["run", "order_id", *ORDER_UPDATE_FIELDS]
+    # The SDK's enums are str subclasses holding their value: stored as they are (no str()
+    # per field, which costs more than the rest of the row).
     order_rows = {
         o.order_id: (
-            run_id, o.order_id, o.client_order_id, o.broker_order_id or "", o.symbol, str(o.asset_type), str(o.intent),
-            o.side or "", str(o.order_type), str(o.time_in_force), o.quantity, o.notional, o.limit_price, o.stop_price,
-            str(o.state), o.filled_quantity, o.average_fill_price, o.commission, (o.reject_reason or "")[:300],
+            run_id, o.order_id, o.client_order_id, o.broker_order_id or "", o.symbol, o.asset_type, o.intent,
+            o.side or "", o.order_type, o.time_in_force, o.quantity, o.notional, o.limit_price, o.stop_price,
+            o.state, o.filled_quantity, o.average_fill_price, o.commission, (o.reject_reason or "")[:300],
             (o.tag or "")[:100], o.created_at, o.updated_at,
         )
         for o in latest.values()
     }
     # New orders are appended; only those already stored need the slower upsert.
-    rows_copy(model=Order, fields=order_fields, rows=[row for order_id, row in order_rows.items() if order_id not in stored])
+    new_ids = [order_id for order_id in order_rows if order_id not in stored]
+    if stored_orders is not None and new_ids and connection.vendor == "postgresql":
+        pks = _new_order_pks(len(new_ids))
+        rows_copy(model=Order, fields=["id", *order_fields], rows=[(pk, *order_rows[i]) for pk, i in zip(pks, new_ids, strict=True)])
+        stored_orders.update((order_id, (pk, None)) for pk, order_id in zip(pks, new_ids, strict=True))
+    else:
+        rows_copy(model=Order, fields=order_fields, rows=[order_rows[order_id] for order_id in new_ids])
+        if stored_orders is not None and new_ids:
+            stored_orders.update(
+                (order_id, (pk, None)) for order_id, pk in _stored_orders(run_id=run_id, order_ids=new_ids, column="id").items()
+            )
     rows_upsert(
         model=Order, fields=order_fields, unique_fields=["run", "order_id"], rows=[order_rows[order_id] for order_id in stored]
     )
+    if stored_orders is not None:
+        for order_id, order in latest.items():
+            stored_orders[order_id] = (stored_orders[order_id][0], str(order.state))
     if fills:
-        order_pks = _stored_orders(run_id=run_id, order_ids={f.order_id for f in fills}, column="id")
+        if stored_orders is None:
+            order_pks = _stored_orders(run_id=run_id, order_ids={f.order_id for f in fills}, column="id")
+        else:
+            order_pks = {f.order_id: stored_orders[f.order_id][0] for f in fills}
         rows_copy(
             model=Fill,
             fields=["run", "order", "execution_id", "time", "symbol", "asset_type", "side", "quantity", "price", "commission"],
             rows=[
-                (run_id, order_pks[f.order_id], f.execution_id, f.time, f.symbol, str(f.asset_type), f.side, f.quantity, f.price, f.commission)
+                (run_id, order_pks[f.order_id], f.execution_id, f.time, f.symbol, f.asset_type, f.side, f.quantity, f.price, f.commission)
                 for f in fills
             ],
         )

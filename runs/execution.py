@@ -13,7 +13,6 @@ from django.utils import timezone
 from issues.services import issue_record
 from runs.models import Mode, Run, RunEvent, Status
 from runs.runners import RunOutcome, runner_for
-from runs.runners.live import live_resume_claim
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +25,8 @@ def run_execute(*, run_id: int) -> str | None:
     """Returns the final status, or None when this delivery had nothing to do."""
     now = timezone.now()
     if not Run.objects.filter(pk=run_id, status=Status.STARTING).update(status=Status.RUNNING, started_at=now, heartbeat_at=now):
+        from runs.runners.live import live_resume_claim  # the broker client loads only where needed
+
         if not live_resume_claim(run_id=run_id):  # a Live run whose worker died is taken over, not failed
             run_orphan_recover(run_id=run_id)
             return None

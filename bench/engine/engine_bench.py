@@ -109,6 +109,9 @@ def incremental_sma(values, period):
     return np.array([np.nan if (v := sma.update(float(x))) is None else v for x in values])
 
 
+opens = frame["Open"].to_numpy()
+
+
 class SmaCrossLongOnly(Strategy):
     def init(self):
         self.fast = self.I(incremental_sma, self.data.Close, 10)
@@ -124,7 +127,11 @@ class SmaCrossLongOnly(Strategy):
         if previous is None or previous == above:
             return
         if above and not self.position:
-            self.buy(size=0.9999999999)  # all available cash, whole shares at the next open
+            # All available cash in whole shares at the next open, as our notional order does
+            # (backtesting.py's fractional sizing would keep a margin of one share).
+            following = len(self.data)  # the next bar's index
+            if following < len(opens):
+                self.buy(size=int(self.equity // opens[following]))
         elif not above and self.position:
             self.position.close()
 
@@ -154,6 +161,4 @@ if abs(ours_final - peer_final) >= 0.01:
     for index, ((time_ours, qty_ours, price_ours), peer) in enumerate(zip(ours_fills, peer_trades, strict=False)):
         if int(qty_ours) != int(peer.Size) or abs(float(price_ours) - float(peer.EntryPrice)) > 1e-6:
             print(f"first difference at entry {index}: Lookout {time_ours} {qty_ours} @ {price_ours}; backtesting.py {peer.EntryTime} {peer.Size} @ {peer.EntryPrice}")
-            print("  (backtesting.py sizes 'all cash' as a fraction < 1 of equity; when the cash buys a whole number of")
-            print("   shares exactly, it buys one share fewer than the notional order allows.)")
             break

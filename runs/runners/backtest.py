@@ -14,7 +14,7 @@ from runs.engine import CoreSettings, run_backtest
 from runs.engine.records import BarArrays
 from runs.models import Run
 from runs.runners import RunOutcome
-from runs.runners.recorder import DatabaseRecorder, KillSwitch
+from runs.runners.recorder import BackgroundRecorder, KillSwitch, backtest_recorder
 from securities.selectors import bars_as_arrays, security_get
 from strategies.loader import load_version
 from strategies.sdk.base import SecurityInfo
@@ -85,22 +85,26 @@ def backtest_run_execute(run: Run) -> RunOutcome:
     loaded = load_version(run.strategy_version)
     core = CoreSettings.from_config(run.config.get("core") or {})
     start, end = backtest_window(run.config["environment"])
-    recorder = DatabaseRecorder(run_id=run.pk, log_max_lines=settings.RUN_LOG_MAX_LINES)
+    recorder = backtest_recorder(run_id=run.pk, log_max_lines=settings.RUN_LOG_MAX_LINES)
     market_data = DatabaseMarketData(bars_cache=_study_bars_cache(run.study_id))
-    result = run_backtest(
-        strategy_class=loaded.strategy_class,
-        strategy_config=run.config.get("strategy") or {},
-        core=core,
-        market_data=market_data,
-        start=start,
-        end=end,
-        recorder=recorder,
-        should_stop=KillSwitch(run.pk),
-        strategy_file_prefix=loaded.file_prefix,
-        flush_interval_seconds=1.0,
-        log_max_lines=settings.RUN_LOG_MAX_LINES,
-        client_order_prefix=f"r{run.pk}",
-    )
+    try:
+        result = run_backtest(
+            strategy_class=loaded.strategy_class,
+            strategy_config=run.config.get("strategy") or {},
+            core=core,
+            market_data=market_data,
+            start=start,
+            end=end,
+            recorder=recorder,
+            should_stop=KillSwitch(run.pk),
+            strategy_file_prefix=loaded.file_prefix,
+            flush_interval_seconds=1.0,
+            log_max_lines=settings.RUN_LOG_MAX_LINES,
+            client_order_prefix=f"r{run.pk}",
+        )
+    finally:
+        if isinstance(recorder, BackgroundRecorder):
+            recorder.close()
     metrics_store(run=run, result=result, market_data=market_data, core=core, start=start, end=end)
     return RunOutcome(status=result.status, message=result.error_message or "")
 

@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from issues.services import issue_record, log_entries_append
+from portfolio.models import Order
 from portfolio.services import OrderStatsChange, ledger_batch_record, order_stats_apply
 from runs.engine.records import RecordBatch
 from runs.models import Run
 
 
 class DatabaseRecorder:
-    def __init__(self, *, run_id: int, log_max_lines: int):
+    """`sole_order_writer`: nothing else writes this run's orders (a backtest, unlike Live,
+    which stores each order before sending it). If the run has no orders yet, the recorder
+    then keeps the stored orders' keys and states itself instead of looking them up per batch."""
+
+    def __init__(self, *, run_id: int, log_max_lines: int, sole_order_writer: bool = False):
         self.run_id = run_id
         self.log_max_lines = log_max_lines
         self.deposits = Decimal(0)
         self.batches = 0
+        self.stored_orders = None
+        if sole_order_writer and not Order.objects.filter(run_id=run_id).exists():
+            self.stored_orders = {}
 
     def record(self, batch: RecordBatch) -> None:
         self.deposits += sum((entry.amount for entry in batch.ledger if entry.kind == "deposit"), Decimal(0))
+        try:
+            self._store(batch)
+        except BaseException:
+            self.stored_orders = None  # it may now claim orders the rolled-back batch held
+            raise
+        self.batches += 1
+
+    def _store(self, batch: RecordBatch) -> None:
         with transaction.atomic():
             change = ledger_batch_record(
                 run_id=self.run_id,
@@ -30,6 +48,7 @@ class DatabaseRecorder:
                 positions=batch.positions,
                 ledger=batch.ledger,
                 equity=batch.equity,
+                stored_orders=self.stored_orders,
             )
             log_entries_append(
                 run_id=self.run_id,
@@ -59,7 +78,64 @@ class DatabaseRecorder:
                 summary["portfolio_value"] = batch.portfolio_value
                 summary["pnl"] = batch.portfolio_value - self.deposits
             order_stats_add(run_id=self.run_id, change=change, **summary)
-        self.batches += 1
+
+
+class BackgroundRecorder:
+    """Stores a recorder's batches in a writer thread while the engine goes on, so the
+    database's share of storing (COPY, index upkeep, commit) overlaps the replay instead of
+    pausing it. At most `pending` batches wait: memory stays bounded, and the engine waits when
+    the writer falls behind. The final batch returns once everything is stored; a failed write
+    is raised in the engine's thread at its next batch.
+
+    The thread has its own database connection, which cannot see the rows of a transaction
+    still open in the engine's thread: see `backtest_recorder`."""
+
+    def __init__(self, recorder: DatabaseRecorder, *, pending: int = 2):
+        self.recorder = recorder
+        self._batches: queue.Queue = queue.Queue(maxsize=pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, name=f"run-{recorder.run_id}-writer", daemon=True)
+        self._thread.start()
+
+    def record(self, batch: RecordBatch) -> None:
+        self._raise_if_failed()
+        self._batches.put(batch)
+        if batch.final:
+            self.close()
+            self._raise_if_failed()
+
+    def close(self) -> None:
+        """Wait until the batches given so far are stored, then stop the writer. Safe to call
+        again (the runner calls it whatever happened to the run)."""
+        if self._thread.is_alive():
+            self._batches.put(None)
+            self._thread.join()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _write(self) -> None:
+        try:
+            while (batch := self._batches.get()) is not None:
+                if self._error is not None:
+                    continue  # keep taking batches so the engine never waits on a dead writer
+                try:
+                    self.recorder.record(batch)
+                except BaseException as exc:  # noqa: BLE001 - handed to the engine's thread
+                    self._error = exc
+        finally:
+            connections.close_all()  # this thread's connection only
+
+
+def backtest_recorder(*, run_id: int, log_max_lines: int) -> DatabaseRecorder | BackgroundRecorder:
+    """The recorder of a backtest: in a writer thread on PostgreSQL outside a transaction (a
+    worker, the backtest command); in line otherwise (SQLite allows one writer at a time; a
+    caller's open transaction, as in most tests, would be invisible to the thread)."""
+    recorder = DatabaseRecorder(run_id=run_id, log_max_lines=log_max_lines, sole_order_writer=True)
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        return BackgroundRecorder(recorder)
+    return recorder
 
 
 @transaction.atomic

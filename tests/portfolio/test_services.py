@@ -92,3 +92,41 @@ def test_each_batch_moves_its_orders_between_states_in_the_runs_order_statistics
     stats = order_stats_apply(stats, second)
     assert stats == {"orders": {"cancelled": 1, "filled": 1, "rejected": 1}, "fills": 1, "filled_quantity": "10", "commission": "1.25"}
     assert OrderMetrics.from_stats(stats) == order_metrics(run_id=run.pk)  # the same figures as counting the stored rows
+
+
+def _stored_rows(run):
+    from portfolio.models import Fill, Order
+
+    orders = sorted(Order.objects.filter(run=run).values_list("order_id", "state", "filled_quantity", "average_fill_price"))
+    fills = sorted(Fill.objects.filter(run=run).values_list("execution_id", "order__order_id", "quantity", "price"))
+    return orders, fills
+
+
+@pytest.mark.parametrize("batches_of", [1, 3])
+def test_the_sole_writers_map_of_stored_orders_gives_the_same_rows_and_statistics_as_looking_them_up(batches_of):
+    """With `stored_orders` a batch looks nothing up; it must store and count exactly what the
+    lookup path does, and leave the map holding every stored order's key and latest state."""
+    from portfolio.models import Order
+    from runs.engine.records import FillRecord
+    from strategies.sdk.enums import AssetType
+
+    def fill(execution, order_id):
+        return FillRecord(execution, order_id, datetime(2017, 1, 3, 15, 30, tzinfo=UTC), "MSFT", AssetType.EQUITY, "buy", Decimal(10), Decimal("62.5"), Decimal(0))
+
+    batches = [
+        dict(orders=[order_record(1, "working"), order_record(2, "rejected"), order_record(3, "working")]),
+        dict(orders=[order_record(1, "filled", "10"), order_record(4, "working")], fills=[fill("x1", 1)]),
+        dict(orders=[order_record(3, "cancelled"), order_record(4, "filled", "10"), order_record(5, "filled", "10")], fills=[fill("x4", 4), fill("x5", 5)]),
+    ]
+    if batches_of == 3:  # everything in one batch: orders new and finished at once
+        batches = [{key: [item for batch in batches for item in batch.get(key, [])] for key in ("orders", "fills")}]
+    looked_up, mapped, stored_orders = RunFactory(), RunFactory(), {}
+    stats_looked_up, stats_mapped = {}, {}
+    for batch in batches:
+        stats_looked_up = order_stats_apply(stats_looked_up, ledger_batch_record(run_id=looked_up.pk, **batch))
+        stats_mapped = order_stats_apply(stats_mapped, ledger_batch_record(run_id=mapped.pk, stored_orders=stored_orders, **batch))
+
+    assert stats_mapped == stats_looked_up
+    assert stats_mapped["orders"] == {"cancelled": 1, "filled": 3, "rejected": 1} and stats_mapped["fills"] == 3
+    assert _stored_rows(mapped) == _stored_rows(looked_up)
+    assert stored_orders == {order_id: (pk, state) for order_id, pk, state in Order.objects.filter(run=mapped).values_list("order_id", "pk", "state")}

@@ -67,6 +67,9 @@ def resolve_version(strategy_ref, version_number=None) -> StrategyVersion:
 
 class Command(BaseCommand):
     help = "Run one backtest, or a batch from a JSON file, and print the results."
+    # A scripting interface started once per backtest: Django's system checks (they import
+    # every URL module) are left to migrate and runserver, as for Django's own shell.
+    requires_system_checks = []
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         # Our --version is the strategy version; it replaces Django's own --version flag here.

@@ -1,0 +1,180 @@
+"""The backtest recorder: batches stored in a writer thread while the engine goes on.
+
+The first tests drive BackgroundRecorder with a stand-in for the database recorder (any object
+with `record(batch)`), so the order, the bound and failures can be controlled; the last ones
+run a backtest end to end on PostgreSQL outside a transaction, where the writer thread is used,
+and compare what it stored with the same backtest stored in line. Depends on: the test
+database (PostgreSQL for the end-to-end tests), the SMA Crossover example bundle."""
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.db import connection, transaction
+
+from portfolio.models import Fill, LedgerEntry, Order, Position
+from runs.engine.records import RecordBatch
+from runs.execution import run_execute
+from runs.models import Run, Status
+from runs.runners.recorder import BackgroundRecorder, DatabaseRecorder, backtest_recorder
+from tests.portfolio.factories import stored_equity
+from tests.runs.factories import RunFactory
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "strategies" / "examples" / "sma_crossover"
+
+
+def batch(number: int, *, final: bool = False) -> RecordBatch:
+    return RecordBatch(
+        orders=[], fills=[], positions=[], ledger=[], equity=None, logs=[], issues=[], progress=number,
+        bars_processed=number, cash=None, portfolio_value=None, final=final,
+    )
+
+
+class Kept:
+    """Stands in for DatabaseRecorder: keeps what it is given; may wait for a go, or fail."""
+
+    run_id = 0
+
+    def __init__(self, *, fail_at: int | None = None):
+        self.stored: list[int] = []
+        self.fail_at = fail_at
+        self.go = threading.Event()
+        self.go.set()
+        self.thread_names: set[str] = set()
+
+    def record(self, batch: RecordBatch) -> None:
+        self.go.wait(timeout=10)
+        self.thread_names.add(threading.current_thread().name)
+        if batch.progress == self.fail_at:
+            raise RuntimeError(f"the database refused batch {batch.progress}")
+        self.stored.append(batch.progress)
+
+
+def test_batches_are_stored_in_order_in_another_thread_and_the_final_one_waits_for_all():
+    kept = Kept()
+    recorder = BackgroundRecorder(kept)
+    for number in range(1, 6):
+        recorder.record(batch(number))
+    recorder.record(batch(6, final=True))
+    assert kept.stored == [1, 2, 3, 4, 5, 6]  # all stored by the time the final batch returns
+    assert kept.thread_names == {"run-0-writer"} and threading.current_thread().name not in kept.thread_names
+    recorder.close()  # again: nothing to do
+    assert not recorder._thread.is_alive()
+
+
+def test_the_engine_waits_when_the_writer_is_behind_so_memory_stays_bounded():
+    kept = Kept()
+    kept.go.clear()  # the database is slow
+    recorder = BackgroundRecorder(kept, pending=1)
+    recorder.record(batch(1))  # taken by the writer, which now waits
+    recorder.record(batch(2))  # waits in the queue
+    third = threading.Thread(target=recorder.record, args=(batch(3),))
+    third.start()
+    third.join(timeout=0.5)
+    assert third.is_alive(), "a third batch must wait while two are pending"
+    kept.go.set()
+    third.join(timeout=10)
+    recorder.record(batch(4, final=True))
+    assert kept.stored == [1, 2, 3, 4]
+
+
+def test_a_failed_write_is_raised_in_the_engines_thread_and_nothing_after_it_is_written():
+    kept = Kept(fail_at=2)
+    recorder = BackgroundRecorder(kept)
+    recorder.record(batch(1))
+    recorder.record(batch(2))
+    recorder._thread.join(timeout=0.5)  # let the writer reach batch 2
+    with pytest.raises(RuntimeError, match="refused batch 2"):
+        for number in range(3, 50):  # raised at the latest with the final batch
+            recorder.record(batch(number, final=number == 49))
+    recorder.close()
+    assert kept.stored == [1]
+    assert not recorder._thread.is_alive()
+
+
+@pytest.mark.django_db
+def test_inside_a_transaction_the_recorder_writes_in_line():
+    # The writer thread's own connection could not see the caller's uncommitted rows.
+    run = RunFactory()
+    assert isinstance(backtest_recorder(run_id=run.pk, log_max_lines=100), DatabaseRecorder)
+
+
+@pytest.mark.django_db
+def test_the_recorder_keeps_its_own_map_of_stored_orders_only_for_a_run_without_orders():
+    run = RunFactory()
+    assert DatabaseRecorder(run_id=run.pk, log_max_lines=100, sole_order_writer=True).stored_orders == {}
+    assert DatabaseRecorder(run_id=run.pk, log_max_lines=100).stored_orders is None
+    Order.objects.create(
+        run=run, order_id=1, client_order_id="r-1", symbol="MSFT", asset_type="equity", intent="buy", side="buy",
+        order_type="market", time_in_force="day", quantity=1, state="working",
+        created_at="2017-01-03T15:00Z", updated_at="2017-01-03T15:00Z",
+    )
+    # Orders stored by someone else (a resumed run): look them up.
+    assert DatabaseRecorder(run_id=run.pk, log_max_lines=100, sole_order_writer=True).stored_orders is None
+
+
+# -- end to end on PostgreSQL ---------------------------------------------------------------
+
+
+@pytest.fixture
+def crossover_runs():
+    """Two identical backtests of the SMA Crossover example on a week of synthetic minute
+    bars (thousands of orders)."""
+    from datetime import date
+
+    from securities.services import bars_store
+    from securities.synthetic import synthetic_minute_bars
+    from strategies.services import strategy_publish_folder
+    from tests.securities.factories import SecurityFactory
+
+    security = SecurityFactory(symbol="LKREC", name="Recorder test (synthetic)", asset_type="equity")
+    bars = synthetic_minute_bars(symbol="LKREC", start_date=date(2017, 1, 3), end_date=date(2017, 1, 31), seed=3, start_price=50.0)
+    bars_store(security=security, frequency="minute", bars=bars, source="test", synthetic=True)
+    version = strategy_publish_folder(folder=EXAMPLE, name="SMA Crossover", message="test")
+    config = {
+        "environment": {"start": "2017-01-03", "end": "2017-01-31"},
+        "strategy": {"symbol": "LKREC", "fast": 3, "slow": 7, "frequency": "minute"},
+        "core": {"commission": {"per_share": "0.005", "minimum": "1"}},
+    }
+    return [RunFactory(strategy_version=version, config=config, status=Status.STARTING) for _ in range(2)]
+
+
+def stored_results(run: Run) -> dict:
+    run.refresh_from_db()
+    fields = ("order_id", "client_order_id", "state", "quantity", "notional", "filled_quantity", "average_fill_price", "commission", "created_at", "updated_at")
+    return {
+        "status": run.status,
+        "portfolio_value": run.portfolio_value,
+        "metrics": run.metrics,
+        "order_stats": run.order_stats,
+        "orders": list(Order.objects.filter(run=run).order_by("order_id").values_list(*fields)),
+        "fills": list(Fill.objects.filter(run=run).order_by("time", "execution_id").values_list("order__order_id", "time", "quantity", "price", "commission")),
+        "ledger": list(LedgerEntry.objects.filter(run=run).order_by("id").values_list("time", "kind", "amount", "balance", "order_id")),
+        "positions": list(Position.objects.filter(run=run).values_list("symbol", "quantity", "average_price", "realized_pnl")),
+    }
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_backtest_stored_by_the_writer_thread_matches_the_same_backtest_stored_in_line(crossover_runs):
+    if connection.vendor != "postgresql":
+        pytest.skip("the writer thread is used on PostgreSQL only (set DATABASE_URL)")
+    in_thread, in_line = crossover_runs
+    recorder = backtest_recorder(run_id=in_thread.pk, log_max_lines=100)
+    assert isinstance(recorder, BackgroundRecorder)  # outside a transaction on PostgreSQL
+    recorder.close()
+
+    assert run_execute(run_id=in_thread.pk) == Status.COMPLETE
+    with transaction.atomic():  # the caller's transaction: written in line
+        assert run_execute(run_id=in_line.pk) == Status.COMPLETE
+
+    threaded, inline = stored_results(in_thread), stored_results(in_line)
+    assert len(threaded["orders"]) > 100 and len(threaded["fills"]) == threaded["order_stats"]["fills"]
+    prefix = {in_thread.pk: f"r{in_thread.pk}-", in_line.pk: f"r{in_line.pk}-"}
+    for results, run in ((threaded, in_thread), (inline, in_line)):
+        # Client order ids carry the run id; compare the rest.
+        results["orders"] = [(o[0], o[1].removeprefix(prefix[run.pk]), *o[2:]) for o in results["orders"]]
+    assert threaded == inline
+    np.testing.assert_array_equal(stored_equity(in_thread)[1], stored_equity(in_line)[1])
+    assert sum(amount for (_time, _kind, amount, _balance, _order) in threaded["ledger"]) == threaded["ledger"][-1][3]

@@ -102,14 +102,21 @@ def round_trips_from_fills(
     lots_by_instrument: dict[tuple[str, Any], deque[_OpenLot]] = {}
     round_trips: list[RoundTrip] = []
     indexed = list(enumerate(fills))
-    indexed.sort(key=lambda pair: pair[1].time)  # stable: fills at the same time keep their order
+    if any(indexed[i][1].time > indexed[i + 1][1].time for i in range(len(indexed) - 1)):
+        indexed.sort(key=lambda pair: pair[1].time)  # stable: fills at the same time keep their order
+    plain_values = {}  # enum member (or text) -> its plain value: an enum's .value is slow to read
     for index, fill in indexed:
-        side = _plain(fill.side)
+        side = plain_values.get(fill.side)
+        if side is None:
+            side = plain_values[fill.side] = _plain(fill.side)
         if side not in ("buy", "sell"):
             raise ValueError(f"fills[{index}] ({fill.symbol}): side is {fill.side!r}; use 'buy' or 'sell'.")
         if fill.quantity <= 0:
             raise ValueError(f"fills[{index}] ({fill.symbol}): quantity is {fill.quantity}; it must be positive.")
-        instrument = (fill.symbol, _plain(fill.asset_type))
+        asset_type = plain_values.get(fill.asset_type)
+        if asset_type is None:
+            asset_type = plain_values[fill.asset_type] = _plain(fill.asset_type)
+        instrument = (fill.symbol, asset_type)
         multiplier = contract_multipliers.get(instrument, Decimal(1))
         lots = lots_by_instrument.setdefault(instrument, deque())
         direction = 1 if side == "buy" else -1

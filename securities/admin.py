@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from securities.models import Bar, BarImport, Security
+from securities.models import Bar, BarBlock, BarImport, Security
 
 
 @admin.register(Security)
@@ -46,6 +46,31 @@ class BarImportAdmin(admin.ModelAdmin):
     list_filter = ("synthetic", "frequency")
     search_fields = ("security__symbol", "source")
     list_select_related = ("security", "imported_by")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(BarBlock)
+class BarBlockAdmin(admin.ModelAdmin):
+    """The packed bar cache `bars_as_arrays` fills on PostgreSQL: shown so an operator can see it,
+    never edited (a bar change makes a block stale by itself)."""
+
+    list_display = ("security", "frequency", "period_start", "points", "revision")
+    list_filter = ("frequency",)
+    search_fields = ("security__symbol",)
+    list_select_related = ("security",)
+    ordering = ("security", "frequency", "period_start")
+
+    def get_queryset(self, request):
+        # A block's columns are megabytes: pages list the headers only.
+        return super().get_queryset(request).defer("times", "open", "high", "low", "close", "volume")
 
     def has_add_permission(self, request):
         return False

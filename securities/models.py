@@ -95,3 +95,60 @@ class BarImport(models.Model):
 
     def __str__(self):
         return f"{self.security} {self.frequency} from {self.source}"
+
+
+class BarSeries(models.Model):
+    """The revision of one (security, frequency) series of bars: database triggers on the bar
+    table (PostgreSQL, migration 0003) bump it in every statement that changes the series, so
+    a `BarBlock` tagged with an older revision is known to be stale.
+
+    Defined after Bar on purpose: deleting a security deletes its bars first (Django's collector
+    follows definition order), so the delete trigger's bump lands before the series row goes.
+    """
+
+    security = models.ForeignKey(Security, on_delete=models.CASCADE, related_name="bar_series", db_index=False)
+    frequency = models.CharField(max_length=8, choices=BarFrequency.choices)
+    revision = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["security", "frequency"], name="barseries_security_frequency_unique"),
+        ]
+        verbose_name_plural = "bar series"
+
+    def __str__(self):
+        return f"{self.security_id} {self.frequency} r{self.revision}"
+
+
+class BarBlock(models.Model):
+    """A packed copy of one period's bars (PostgreSQL only), for `bars_as_arrays`: a cache that
+    the read path fills and a `BarSeries` revision invalidates; the bar table stays the truth.
+
+    A period is a UTC calendar year for day and hour bars, a month for minute bars, a day for
+    second bars. `times` are int64 nanoseconds and the others float64 (exactly the bar's
+    `numeric::float8`), little-endian, oldest first; a period without bars has an empty block.
+    """
+
+    security = models.ForeignKey(Security, on_delete=models.CASCADE, related_name="bar_blocks", db_index=False)
+    frequency = models.CharField(max_length=8, choices=BarFrequency.choices)
+    period_start = models.DateTimeField(help_text="UTC start of the block's period.")
+    revision = models.BigIntegerField(help_text="The series revision the block was built at.")
+    points = models.IntegerField()
+    first_time = models.DateTimeField(null=True, blank=True)
+    last_time = models.DateTimeField(null=True, blank=True)
+    times = models.BinaryField()
+    open = models.BinaryField()
+    high = models.BinaryField()
+    low = models.BinaryField()
+    close = models.BinaryField()
+    volume = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["security", "frequency", "period_start"], name="barblock_security_frequency_period_unique"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.security_id} {self.frequency} {self.period_start:%Y-%m-%d} ({self.points} bars)"

@@ -3,16 +3,24 @@
 The engine needs three questions answered fast: which session does a bar belong to, when does
 it close, and in which session does an order placed at time t first work. Each is one
 `searchsorted` over these arrays.
+
+Building a calendar costs about half a second (importing exchange_calendars and pandas, then
+computing a decade of holidays and special closes), more than a short backtest. So the arrays
+are also kept on disk when `cache_dir` is set (the runs app sets it), keyed by the calendar,
+the years and the installed exchange_calendars version, whose rules they come from.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from importlib.metadata import version
+from pathlib import Path
 
-import exchange_calendars
 import numpy as np
 
 from strategies.sdk.enums import AssetType
@@ -51,8 +59,27 @@ def calendar_for(asset_type: AssetType, calendar: str | None) -> str:
     return calendar or DEFAULT_CALENDARS[asset_type]
 
 
+cache_dir: Path | None = None  # where built sessions are kept between processes; None: not kept
+
+
 @lru_cache(maxsize=32)
 def _sessions_for_years(name: str, first_year: int, last_year: int) -> Sessions:
+    cached = _cache_file(name, first_year, last_year)
+    if cached is not None:
+        try:
+            with np.load(cached) as arrays:
+                return Sessions(name=name, opens=arrays["opens"], closes=arrays["closes"], days=arrays["days"])
+        except (OSError, ValueError, KeyError):
+            pass  # absent or unreadable: build it
+    sessions = _build_sessions(name, first_year, last_year)
+    if cached is not None:
+        _write_atomically(cached, sessions)
+    return sessions
+
+
+def _build_sessions(name: str, first_year: int, last_year: int) -> Sessions:
+    import exchange_calendars  # costly to import: only when a calendar is built
+
     try:
         calendar = exchange_calendars.get_calendar(name, start=f"{first_year}-01-01", end=f"{last_year}-12-31")
     except exchange_calendars.errors.InvalidCalendarName:
@@ -66,6 +93,26 @@ def _sessions_for_years(name: str, first_year: int, last_year: int) -> Sessions:
         closes=schedule["close"].values.astype("datetime64[ns]").view("int64"),
         days=schedule.index.values.astype("datetime64[D]").astype("int64"),
     )
+
+
+def _cache_file(name: str, first_year: int, last_year: int) -> Path | None:
+    if cache_dir is None:
+        return None
+    safe_name = "".join(c if c.isalnum() else "-" for c in name)
+    return Path(cache_dir) / f"sessions-{safe_name}-{first_year}-{last_year}-xcals{version('exchange_calendars')}.npz"
+
+
+def _write_atomically(path: Path, sessions: Sessions) -> None:
+    """Written whole or not at all (a concurrent reader never sees half a file); a cache that
+    cannot be written only costs the next process a build."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+        with os.fdopen(descriptor, "wb") as file:
+            np.savez(file, opens=sessions.opens, closes=sessions.closes, days=sessions.days)
+        os.replace(temporary, path)
+    except OSError:
+        pass
 
 
 def sessions_between(name: str, start: datetime, end: datetime) -> Sessions:

@@ -86,6 +86,7 @@ def backtest_run_execute(run: Run) -> RunOutcome:
     core = CoreSettings.from_config(run.config.get("core") or {})
     start, end = backtest_window(run.config["environment"])
     recorder = backtest_recorder(run_id=run.pk, log_max_lines=settings.RUN_LOG_MAX_LINES)
+    writes_in_background = isinstance(recorder, BackgroundRecorder)
     market_data = DatabaseMarketData(bars_cache=_study_bars_cache(run.study_id))
     try:
         result = run_backtest(
@@ -102,20 +103,30 @@ def backtest_run_execute(run: Run) -> RunOutcome:
             log_max_lines=settings.RUN_LOG_MAX_LINES,
             client_order_prefix=f"r{run.pk}",
         )
-    finally:
-        if isinstance(recorder, BackgroundRecorder):
-            recorder.close()
-    metrics_store(run=run, result=result, market_data=market_data, core=core, start=start, end=end)
+        metrics = run_metrics(run=run, result=result, market_data=market_data, core=core, start=start, end=end)
+    except BaseException:
+        if writes_in_background:
+            recorder.close(raise_failure=False)  # the run's own failure is the one to report
+        raise
+    if writes_in_background:
+        recorder.close()  # the metrics were worked out while the last batches were stored
+    metrics_save(run=run, result=result, metrics=metrics)
     return RunOutcome(status=result.status, message=result.error_message or "")
 
 
 def metrics_store(*, run: Run, result, market_data: DatabaseMarketData, core, start, end) -> None:
     """Metrics from the engine's equity curve and round trips, stored on the run."""
+    metrics = run_metrics(run=run, result=result, market_data=market_data, core=core, start=start, end=end)
+    metrics_save(run=run, result=result, metrics=metrics)
+
+
+def run_metrics(*, run: Run, result, market_data: DatabaseMarketData, core, start, end) -> dict:
+    """The run's metrics from the engine's equity curve and round trips (item 4 of the engine)."""
     multipliers = result.multipliers
     benchmark_values = None
     if core.benchmark:
         benchmark_values = benchmark_values_at(run=run, market_data=market_data, benchmark=core.benchmark, times=result.equity_times, start=start, end=end)
-    metrics = compute_metrics(
+    return compute_metrics(
         equity_times=result.equity_times,
         equity_values=result.equity_values,
         round_trips=result.round_trips,
@@ -124,6 +135,9 @@ def metrics_store(*, run: Run, result, market_data: DatabaseMarketData, core, st
         exposure_fraction=result.exposure_fraction,
         benchmark_values=benchmark_values,
     )
+
+
+def metrics_save(*, run: Run, result, metrics: dict) -> None:
     Run.objects.filter(pk=run.pk).update(metrics=metrics, portfolio_value=result.portfolio_value, bars_processed=result.bars_processed)
 
 

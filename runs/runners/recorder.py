@@ -84,11 +84,12 @@ class BackgroundRecorder:
     """Stores a recorder's batches in a writer thread while the engine goes on, so the
     database's share of storing (COPY, index upkeep, commit) overlaps the replay instead of
     pausing it. At most `pending` batches wait: memory stays bounded, and the engine waits when
-    the writer falls behind. The final batch returns once everything is stored; a failed write
-    is raised in the engine's thread at its next batch.
+    the writer falls behind. A failed write is raised in the engine's thread at its next batch.
 
-    The thread has its own database connection, which cannot see the rows of a transaction
-    still open in the engine's thread: see `backtest_recorder`."""
+    The final batch is only queued: the caller goes on (the backtest runner works out the
+    metrics meanwhile) and then calls `close()`, which returns once everything is stored and
+    raises a failed write. The thread has its own database connection, which cannot see the
+    rows of a transaction still open in the engine's thread: see `backtest_recorder`."""
 
     def __init__(self, recorder: DatabaseRecorder, *, pending: int = 2):
         self.recorder = recorder
@@ -100,16 +101,15 @@ class BackgroundRecorder:
     def record(self, batch: RecordBatch) -> None:
         self._raise_if_failed()
         self._batches.put(batch)
-        if batch.final:
-            self.close()
-            self._raise_if_failed()
 
-    def close(self) -> None:
-        """Wait until the batches given so far are stored, then stop the writer. Safe to call
-        again (the runner calls it whatever happened to the run)."""
+    def close(self, *, raise_failure: bool = True) -> None:
+        """Wait until the batches given so far are stored, stop the writer, and raise a failed
+        write (unless `raise_failure` is off: the caller is already failing). Safe to call again."""
         if self._thread.is_alive():
             self._batches.put(None)
             self._thread.join()
+        if raise_failure:
+            self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:

@@ -51,13 +51,17 @@ class Kept:
         self.stored.append(batch.progress)
 
 
-def test_batches_are_stored_in_order_in_another_thread_and_the_final_one_waits_for_all():
+def test_batches_are_stored_in_order_in_another_thread_and_close_waits_for_all():
     kept = Kept()
+    kept.go.clear()  # a slow database: the final batch is still queued when record returns
     recorder = BackgroundRecorder(kept)
-    for number in range(1, 6):
+    for number in range(1, 3):
         recorder.record(batch(number))
-    recorder.record(batch(6, final=True))
-    assert kept.stored == [1, 2, 3, 4, 5, 6]  # all stored by the time the final batch returns
+    recorder.record(batch(3, final=True))
+    assert kept.stored == []  # the caller goes on meanwhile (the runner works out the metrics)
+    kept.go.set()
+    recorder.close()
+    assert kept.stored == [1, 2, 3]  # all stored by the time close returns
     assert kept.thread_names == {"run-0-writer"} and threading.current_thread().name not in kept.thread_names
     recorder.close()  # again: nothing to do
     assert not recorder._thread.is_alive()
@@ -76,6 +80,7 @@ def test_the_engine_waits_when_the_writer_is_behind_so_memory_stays_bounded():
     kept.go.set()
     third.join(timeout=10)
     recorder.record(batch(4, final=True))
+    recorder.close()
     assert kept.stored == [1, 2, 3, 4]
 
 
@@ -84,13 +89,24 @@ def test_a_failed_write_is_raised_in_the_engines_thread_and_nothing_after_it_is_
     recorder = BackgroundRecorder(kept)
     recorder.record(batch(1))
     recorder.record(batch(2))
-    recorder._thread.join(timeout=0.5)  # let the writer reach batch 2
     with pytest.raises(RuntimeError, match="refused batch 2"):
-        for number in range(3, 50):  # raised at the latest with the final batch
+        for number in range(3, 50):  # raised at a later batch, or at the latest by close
             recorder.record(batch(number, final=number == 49))
-    recorder.close()
+        recorder.close()
+    recorder.close(raise_failure=False)  # a caller already failing is not told again
     assert kept.stored == [1]
     assert not recorder._thread.is_alive()
+
+
+def test_a_failed_final_write_is_raised_by_close():
+    kept = Kept(fail_at=3)
+    recorder = BackgroundRecorder(kept)
+    recorder.record(batch(1))
+    recorder.record(batch(2))
+    recorder.record(batch(3, final=True))
+    with pytest.raises(RuntimeError, match="refused batch 3"):
+        recorder.close()
+    assert kept.stored == [1, 2]
 
 
 @pytest.mark.django_db

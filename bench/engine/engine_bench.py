@@ -77,13 +77,15 @@ except NothingChanged:
     pass
 
 # Each run adds ~165,000 order, fill and ledger rows: the bench database keeps none of the earlier
-# runs, so every measurement writes into tables of the same size.
+# runs, so every measurement writes into tables of the same size; and the server writes out what
+# earlier runs (or the bar generation) left in its buffers now, not in the middle of ours.
 if database_url:
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE runs_run CASCADE")
         cursor.execute("VACUUM ANALYZE")
+        cursor.execute("CHECKPOINT")
 
 # The window holding exactly the first N stored bars.
 times = [t.replace(tzinfo=None) for t in Bar.objects.filter(security=security, frequency="minute").order_by("time").values_list("time", flat=True)[: args.bars]]

@@ -99,7 +99,7 @@ def backtest_run_execute(run: Run) -> RunOutcome:
             recorder=recorder,
             should_stop=KillSwitch(run.pk),
             strategy_file_prefix=loaded.file_prefix,
-            flush_interval_seconds=1.0,
+            flush_interval_seconds=settings.BACKTEST_FLUSH_SECONDS,
             log_max_lines=settings.RUN_LOG_MAX_LINES,
             client_order_prefix=f"r{run.pk}",
         )

@@ -88,24 +88,32 @@ class BackgroundRecorder:
 
     The final batch is only queued: the caller goes on (the backtest runner works out the
     metrics meanwhile) and then calls `close()`, which returns once everything is stored and
-    raises a failed write. The thread has its own database connection, which cannot see the
-    rows of a transaction still open in the engine's thread: see `backtest_recorder`."""
+    raises a failed write. The thread starts with the first batch that is not the last: a run
+    shorter than one batch interval (a study's trial on daily bars) stores its only batch in
+    line, without a thread or a second database connection. The thread has its own database
+    connection, which cannot see the rows of a transaction still open in the engine's thread:
+    see `backtest_recorder`."""
 
     def __init__(self, recorder: DatabaseRecorder, *, pending: int = 2):
         self.recorder = recorder
         self._batches: queue.Queue = queue.Queue(maxsize=pending)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._write, name=f"run-{recorder.run_id}-writer", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
     def record(self, batch: RecordBatch) -> None:
         self._raise_if_failed()
+        if self._thread is None:
+            if batch.final:
+                self.recorder.record(batch)
+                return
+            self._thread = threading.Thread(target=self._write, name=f"run-{self.recorder.run_id}-writer", daemon=True)
+            self._thread.start()
         self._batches.put(batch)
 
     def close(self, *, raise_failure: bool = True) -> None:
         """Wait until the batches given so far are stored, stop the writer, and raise a failed
         write (unless `raise_failure` is off: the caller is already failing). Safe to call again."""
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._batches.put(None)
             self._thread.join()
         if raise_failure:

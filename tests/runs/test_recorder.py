@@ -67,6 +67,15 @@ def test_batches_are_stored_in_order_in_another_thread_and_close_waits_for_all()
     assert not recorder._thread.is_alive()
 
 
+def test_a_run_shorter_than_one_batch_stores_its_only_batch_in_line_without_a_thread():
+    kept = Kept()
+    recorder = BackgroundRecorder(kept)
+    recorder.record(batch(1, final=True))
+    assert kept.stored == [1] and kept.thread_names == {threading.current_thread().name}
+    assert recorder._thread is None
+    recorder.close()
+
+
 def test_the_engine_waits_when_the_writer_is_behind_so_memory_stays_bounded():
     kept = Kept()
     kept.go.clear()  # the database is slow
@@ -173,9 +182,11 @@ def stored_results(run: Run) -> dict:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_backtest_stored_by_the_writer_thread_matches_the_same_backtest_stored_in_line(crossover_runs):
+def test_a_backtest_stored_by_the_writer_thread_matches_the_same_backtest_stored_in_line(crossover_runs, settings):
     if connection.vendor != "postgresql":
         pytest.skip("the writer thread is used on PostgreSQL only (set DATABASE_URL)")
+    # Many batches, so the writer thread starts (a run shorter than one batch is stored in line).
+    settings.BACKTEST_FLUSH_SECONDS = 0.005
     in_thread, in_line = crossover_runs
     recorder = backtest_recorder(run_id=in_thread.pk, log_max_lines=100)
     assert isinstance(recorder, BackgroundRecorder)  # outside a transaction on PostgreSQL

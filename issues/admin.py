@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
 from issues.models import ApiIdempotencyKey, AuditEvent, Issue, LogEntry
 
 
@@ -22,19 +23,10 @@ class LogEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["at", "actor", "action", "object_type", "object_id", "allowed"]
     list_filter = ["allowed", "action", "object_type"]
     search_fields = ["action", "object_id", "actor__username"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ApiIdempotencyKey)

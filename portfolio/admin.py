@@ -4,18 +4,8 @@ import os
 
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
 from portfolio.models import BrokerAccount, EquityChunk, Fill, LedgerEntry, LiveRunState, Order, Position
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Order)

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdmin
 from securities.models import Bar, BarBlock, BarImport, Security
 
 
@@ -28,7 +29,7 @@ class BarAdmin(admin.ModelAdmin):
 
 
 @admin.register(BarImport)
-class BarImportAdmin(admin.ModelAdmin):
+class BarImportAdmin(ReadOnlyAdmin):
     """Provenance of stored bars: written by the import services, never edited by hand."""
 
     list_display = (
@@ -47,18 +48,9 @@ class BarImportAdmin(admin.ModelAdmin):
     search_fields = ("security__symbol", "source")
     list_select_related = ("security", "imported_by")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(BarBlock)
-class BarBlockAdmin(admin.ModelAdmin):
+class BarBlockAdmin(ReadOnlyAdmin):
     """The packed bar cache `bars_as_arrays` fills on PostgreSQL: shown so an operator can see it,
     never edited (a bar change makes a block stale by itself)."""
 
@@ -71,12 +63,3 @@ class BarBlockAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         # A block's columns are megabytes: pages list the headers only.
         return super().get_queryset(request).defer("times", "open", "high", "low", "close", "volume")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

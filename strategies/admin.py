@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html_join
 
+from config.admin import ReadOnlyAdmin
 from strategies.models import Strategy, StrategyVersion
 from strategies.services import strategy_create
 
@@ -52,7 +53,7 @@ class StrategyAdmin(admin.ModelAdmin):
 
 
 @admin.register(StrategyVersion)
-class StrategyVersionAdmin(admin.ModelAdmin):
+class StrategyVersionAdmin(ReadOnlyAdmin):
     """Published versions are immutable: viewable, never added, changed or deleted here."""
 
     list_display = ["strategy", "number", "published_by", "published_at", "hash_prefix"]
@@ -68,12 +69,3 @@ class StrategyVersionAdmin(admin.ModelAdmin):
     @admin.display(description="files")
     def files_display(self, obj):
         return _files_as_html(obj.files)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

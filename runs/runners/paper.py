@@ -16,7 +16,7 @@ from runs.engine.sessions import calendar_for, sessions_between
 from runs.models import Run
 from runs.runners import RunOutcome
 from runs.runners.backtest import DatabaseMarketData, metrics_store
-from runs.runners.recorder import DatabaseRecorder, KillSwitch
+from runs.runners.recorder import DatabaseRecorder, KillSwitch, RunningMetricsRecorder
 from securities.models import Bar
 from securities.selectors import bar_frequencies_for, bars_available, security_get
 from strategies.loader import load_version
@@ -24,6 +24,8 @@ from strategies.sdk.enums import AssetType
 
 # Each flush is also the run's heartbeat: far below HEARTBEAT_STALE_AFTER (runs/execution.py).
 PAPER_FLUSH_SECONDS = 2.0
+# A Paper run goes on until it is killed: its headline metrics are brought up to date this often.
+PAPER_METRICS_SECONDS = 60.0
 
 
 def paper_run_execute(run: Run) -> RunOutcome:
@@ -40,7 +42,12 @@ def paper_run_execute(run: Run) -> RunOutcome:
         core=core,
         feed=feed,
         market_data=market_data,
-        recorder=DatabaseRecorder(run_id=run.pk, log_max_lines=settings.RUN_LOG_MAX_LINES),
+        recorder=RunningMetricsRecorder(
+            DatabaseRecorder(run_id=run.pk, log_max_lines=settings.RUN_LOG_MAX_LINES),
+            run_id=run.pk,
+            market_data=market_data,
+            every_seconds=PAPER_METRICS_SECONDS,
+        ),
         should_stop=KillSwitch(run.pk),
         strategy_file_prefix=loaded.file_prefix,
         flush_interval_seconds=PAPER_FLUSH_SECONDS,

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from decimal import Decimal
 
+import numpy as np
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from issues.services import issue_record, log_entries_append
+from portfolio.metrics import compute_metrics, round_trips_from_fills
 from portfolio.models import Order
 from portfolio.services import OrderStatsChange, ledger_batch_record, order_stats_apply
 from runs.engine.records import RecordBatch
-from runs.models import Run
+from runs.models import Run, Status
 
 
 class DatabaseRecorder:
@@ -134,6 +137,50 @@ class BackgroundRecorder:
                     self._error = exc
         finally:
             connections.close_all()  # this thread's connection only
+
+
+class RunningMetricsRecorder:
+    """For runs that go on until they are killed (Paper): keeps the run's headline metrics
+    current while it runs. Passes every batch on, keeps the equity points and fills the batches
+    carried, and about every `every_seconds` works the metrics out from them and stores them on
+    the run. The final metrics (with the benchmark, when the run has one) are the runner's."""
+
+    def __init__(self, recorder, *, run_id: int, market_data, every_seconds: float = 60.0):
+        self.recorder = recorder
+        self.run_id = run_id
+        self.market_data = market_data  # the engine's MarketData: contract multipliers of the traded symbols
+        self.every_seconds = every_seconds
+        self._times: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+        self._fills: list = []
+        self._stored_at = time.monotonic()
+
+    def record(self, batch: RecordBatch) -> None:
+        self.recorder.record(batch)
+        if len(batch.equity):
+            self._times.append(batch.equity.times)
+            self._values.append(batch.equity.values)
+        self._fills.extend(batch.fills)
+        if not batch.final and time.monotonic() - self._stored_at >= self.every_seconds:
+            self._stored_at = time.monotonic()
+            self.metrics_store()
+
+    def metrics_store(self) -> None:
+        times = np.concatenate(self._times) if self._times else np.empty(0, dtype=np.int64)
+        if len(times) < 2:
+            return  # nothing to measure yet
+        multipliers = {}
+        for key in {(fill.symbol, str(fill.asset_type)) for fill in self._fills}:
+            security = self.market_data.security(*key)
+            multipliers[key] = security.multiplier if security is not None else Decimal(1)
+        metrics = compute_metrics(
+            equity_times=times,
+            equity_values=np.concatenate(self._values),
+            round_trips=round_trips_from_fills(self._fills, multipliers=multipliers),
+            commissions=sum((fill.commission for fill in self._fills), Decimal(0)),
+            traded_notional=float(sum((f.quantity * f.price * multipliers[(f.symbol, str(f.asset_type))] for f in self._fills), Decimal(0))),
+        )
+        Run.objects.filter(pk=self.run_id, status=Status.RUNNING).update(metrics=metrics)
 
 
 def backtest_recorder(*, run_id: int, log_max_lines: int) -> DatabaseRecorder | BackgroundRecorder:

@@ -17,7 +17,7 @@ from portfolio.models import Fill, LedgerEntry, Order, Position
 from runs.engine.records import RecordBatch
 from runs.execution import run_execute
 from runs.models import Run, Status
-from runs.runners.recorder import BackgroundRecorder, DatabaseRecorder, backtest_recorder
+from runs.runners.recorder import BackgroundRecorder, DatabaseRecorder, RunningMetricsRecorder, backtest_recorder
 from tests.portfolio.factories import stored_equity
 from tests.runs.factories import RunFactory
 
@@ -205,3 +205,77 @@ def test_a_backtest_stored_by_the_writer_thread_matches_the_same_backtest_stored
     assert threaded == inline
     np.testing.assert_array_equal(stored_equity(in_thread)[1], stored_equity(in_line)[1])
     assert sum(amount for (_time, _kind, amount, _balance, _order) in threaded["ledger"]) == threaded["ledger"][-1][3]
+
+
+# -- running metrics (Paper) -----------------------------------------------------------------
+
+
+def paper_batch(first_minute: int, values: list[float], fills=(), *, final: bool = False) -> RecordBatch:
+    from runs.engine.records import EquityPoints
+
+    minute = 60 * 10**9
+    start = 1_483_453_800 * 10**9  # 2017-01-03 14:30 UTC
+    times = np.array([start + (first_minute + i) * minute for i in range(len(values))], dtype=np.int64)
+    equity = EquityPoints(times, np.array(values, dtype=np.float64), np.array(values, dtype=np.float64))
+    return RecordBatch(
+        orders=[], fills=list(fills), positions=[], ledger=[], equity=equity, logs=[], issues=[], progress=0,
+        bars_processed=first_minute + len(values), cash=None, portfolio_value=None, final=final,
+    )
+
+
+def fill(order_id: int, side: str, price: str, minute: int):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from runs.engine.records import FillRecord
+    from strategies.sdk.enums import AssetType
+
+    return FillRecord(f"x{order_id}", order_id, datetime(2017, 1, 3, 14, 30 + minute, tzinfo=UTC), "MSFT", AssetType.EQUITY, side, Decimal(10), Decimal(price), Decimal(0))
+
+
+@pytest.mark.django_db
+def test_a_running_runs_metrics_are_brought_up_to_date_from_the_batches_so_far():
+    from portfolio.metrics import compute_metrics, round_trips_from_fills
+    from runs.runners.backtest import DatabaseMarketData
+    from tests.securities.factories import SecurityFactory
+
+    SecurityFactory(symbol="MSFT", asset_type="equity")
+    run = RunFactory(status=Status.RUNNING, mode="paper")
+    kept = Kept()
+    recorder = RunningMetricsRecorder(kept, run_id=run.pk, market_data=DatabaseMarketData(), every_seconds=0)
+    trades = [fill(1, "buy", "100", 1), fill(2, "sell", "103", 3)]
+    recorder.record(paper_batch(0, [100_000.0, 100_010.0]))
+    recorder.record(paper_batch(2, [100_020.0, 100_030.0], trades))
+    assert kept.stored == [0, 0]  # every batch is passed on
+
+    run.refresh_from_db()
+    values = np.array([100_000.0, 100_010.0, 100_020.0, 100_030.0])
+    assert run.metrics["trades"] == 1 and run.metrics["win_rate"] == 1.0
+    assert run.metrics["total_return"] == pytest.approx(values[-1] / values[0] - 1)
+    times = np.array([1_483_453_800 * 10**9 + i * 60 * 10**9 for i in range(4)], dtype=np.int64)
+    expected = compute_metrics(
+        equity_times=times, equity_values=values, round_trips=round_trips_from_fills(trades), traded_notional=2030.0
+    )
+    assert run.metrics == pytest.approx(expected, nan_ok=True)
+
+
+@pytest.mark.django_db
+def test_running_metrics_wait_for_their_interval_and_leave_the_final_ones_to_the_runner():
+    from runs.runners.backtest import DatabaseMarketData
+
+    run = RunFactory(status=Status.RUNNING, mode="paper", metrics={})
+    recorder = RunningMetricsRecorder(Kept(), run_id=run.pk, market_data=DatabaseMarketData(), every_seconds=3600)
+    recorder.record(paper_batch(0, [100_000.0, 100_500.0]))
+    run.refresh_from_db()
+    assert run.metrics == {}  # not yet: once an hour here
+
+    recorder.every_seconds = 0
+    recorder.record(paper_batch(2, [100_700.0], final=True))
+    run.refresh_from_db()
+    assert run.metrics == {}  # the final batch: the runner stores the final metrics
+
+    finished = RunFactory(status=Status.STOPPED, mode="paper", metrics={"trades": 7})
+    late = RunningMetricsRecorder(Kept(), run_id=finished.pk, market_data=DatabaseMarketData(), every_seconds=0)
+    late.record(paper_batch(0, [100_000.0, 100_500.0]))
+    finished.refresh_from_db()
+    assert finished.metrics == {"trades": 7}  # a run that has ended keeps its final metrics

@@ -214,6 +214,18 @@ def test_performance_polls_every_ten_seconds_while_running_and_stops_with_286(vi
     assert 'hx-trigger="every 10s"' not in page
 
 
+def test_a_running_paper_runs_metrics_so_far_are_shown_and_said_to_be_so(viewer_client, msft):
+    run = RunFactory(status=Status.RUNNING, mode=Mode.PAPER, started_at=timezone.now(), metrics={})
+    waiting = viewer_client.get(f"/runs/{run.pk}/?tab=performance", **htmx_headers("performance")).content.decode()
+    assert "Metrics appear after about a minute of trading" in waiting
+    run.metrics = {"total_return": 0.0123, "sharpe": 1.5, "trades": 3}
+    run.save()
+    live = viewer_client.get(f"/runs/{run.pk}/?tab=performance", **htmx_headers("performance")).content.decode()
+    assert "Metrics so far" in live and "1.23 %" in live
+    backtest = RunFactory(status=Status.RUNNING, started_at=timezone.now(), metrics={})
+    assert "computed when the run ends" in viewer_client.get(f"/runs/{backtest.pk}/?tab=performance", **htmx_headers("performance")).content.decode()
+
+
 def test_the_header_polls_while_active_and_reloads_the_panel_when_the_status_changes(viewer_client, msft):
     run = RunFactory(status=Status.RUNNING, started_at=timezone.now())
     same = viewer_client.get(f"/runs/{run.pk}/?status=running&tab=performance", **htmx_headers("run-header"))

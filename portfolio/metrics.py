@@ -18,6 +18,10 @@ Conventions (the console, the API and the study tables all read these numbers, s
   as the time they really were. `calmar` is this CAGR over |max drawdown|, so it differs from
   empyrical's `calmar_ratio` by the same factor; both agree exactly when the series has one
   point per calendar day and `periods_per_year=365.25`.
+- **Annual growth needs a month.** CAGR (and Calmar, built on it) is None for a run spanning
+  less than `MIN_DAYS_TO_ANNUALISE` calendar days: compounding a few hours or days of return
+  over a year gives meaningless figures (2.5 % in a day is ~10^12 % a year). Total return,
+  drawdown and the trade statistics are shown for any span.
 - **Undefined is None.** A metric that has no meaning for the data (Sharpe of a constant series,
   profit factor without losing trades, anything of an empty series) is None — never NaN or inf,
   so the dict serialises to JSON as is.
@@ -37,6 +41,7 @@ import numpy as np
 TRADING_DAYS_PER_YEAR = 252
 DAYS_PER_YEAR = 365.25
 NANOSECONDS_PER_DAY = 86_400 * 1_000_000_000
+MIN_DAYS_TO_ANNUALISE = 30
 # A standard deviation of daily returns below this is floating-point noise (a cent on ten
 # billion), e.g. from a series growing at a constant rate; ratios over it would be meaningless.
 NOISE_STD = 1e-12
@@ -382,8 +387,9 @@ def compute_metrics(
         metrics["max_drawdown"] = _number(np.nanmin(drawdowns))
         metrics["max_drawdown_duration_days"] = _max_drawdown_duration_days(daily_times, daily_values)
 
-    years = (int(times[-1]) - int(times[0])) / NANOSECONDS_PER_DAY / DAYS_PER_YEAR
-    if years > 0 and start_value > 0 and final_value >= 0:
+    days = (int(times[-1]) - int(times[0])) / NANOSECONDS_PER_DAY
+    years = days / DAYS_PER_YEAR
+    if days >= MIN_DAYS_TO_ANNUALISE and start_value > 0 and final_value >= 0:
         try:
             metrics["cagr"] = _number((final_value / start_value) ** (1.0 / years) - 1.0)
         except OverflowError:  # a large gain over minutes; no meaningful annual rate

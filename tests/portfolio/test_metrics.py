@@ -416,7 +416,9 @@ def test_single_point():
 def test_equity_reaching_zero():
     metrics = metrics_for(business_days(4), [100.0, 50.0, 0.0, 0.0])
 
-    assert metrics["total_return"] == -1.0 and metrics["max_drawdown"] == -1.0 and metrics["cagr"] == -1.0
+    assert metrics["total_return"] == -1.0 and metrics["max_drawdown"] == -1.0 and metrics["cagr"] is None  # 4 days
+    a_month = metrics_for(calendar_days(31), [100.0] * 15 + [50.0] + [0.0] * 15)
+    assert a_month["cagr"] == -1.0 and a_month["max_drawdown"] == -1.0
     assert metrics["sharpe"] is None and metrics["sortino"] is None  # returns of no capital are undefined
     json.dumps(metrics, allow_nan=False)
 
@@ -426,7 +428,7 @@ def test_negative_equity_and_negative_start():
     started_negative = metrics_for(business_days(3), [-10.0, -5.0, -20.0])
 
     assert went_negative["total_return"] == pytest.approx(-0.5) and went_negative["max_drawdown"] == pytest.approx(-1.1)
-    assert went_negative["cagr"] == pytest.approx(0.5 ** (365.25 / 2) - 1)  # endpoints only: Tue to Thu
+    assert went_negative["cagr"] is None  # two days: too short to annualise
     assert went_negative["sharpe"] is None and went_negative["annual_volatility"] is None
     assert started_negative["total_return"] is None and started_negative["max_drawdown"] is None
     assert started_negative["turnover"] is None
@@ -438,6 +440,18 @@ def test_a_large_gain_within_minutes_has_no_cagr_instead_of_overflowing():
     metrics = metrics_for([START, START + timedelta(minutes=1)], [100.0, 200.0])
 
     assert metrics["total_return"] == 1.0 and metrics["cagr"] is None
+
+
+def test_cagr_and_calmar_need_a_month_of_calendar_time():
+    # A Paper run's first hours: 2.5 % in a day would be an absurd annual rate.
+    day = metrics_for([START, START + timedelta(hours=6, minutes=30)], [100_000.0, 102_550.0])
+    assert day["total_return"] == pytest.approx(0.0255) and day["cagr"] is None and day["calmar"] is None
+    for days, has_cagr in ((29, False), (30, True), (45, True)):
+        moments = [START, START + timedelta(days=days / 2), START + timedelta(days=days)]
+        metrics = metrics_for(moments, [100.0, 90.0, 101.0])
+        assert (metrics["cagr"] is not None) is has_cagr, days
+        assert (metrics["calmar"] is not None) is has_cagr, days
+    assert metrics["cagr"] == pytest.approx(1.01 ** (365.25 / 45) - 1, rel=RELATIVE)
 
 
 def test_bad_series_are_refused_with_the_field_named():

@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_MAX_LENGTH = ApiIdempotencyKey._meta.get_field("key").max_length
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# A key still unanswered this long after its first request had a request that died with its
+# process (no request runs this long): the next request with it acts instead of waiting a day.
+IDEMPOTENCY_ABANDONED_AFTER = timedelta(minutes=5)
 STATE_CHANGING_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -89,7 +92,8 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     required=False,
     type=str,
     description="Any unique string (e.g. a UUID). A retry with the same key within 24 h repeats the first "
-    "answer instead of acting twice; the same key with a different request is refused with 422.",
+    "answer instead of acting twice; the same key with a different request is refused with 422; while the first "
+    "request is still being answered, 409 (a first request unanswered after 5 minutes died, and the retry acts).",
 )
 
 
@@ -218,7 +222,8 @@ def idempotency_keys_expire() -> int:
 def idempotency_claim(*, user, key: str, fingerprint: str, method: str, path: str) -> tuple[ApiIdempotencyKey, bool]:
     """The record for (user, key), and whether this request created it (and so must act).
     Raises ApiError 422 when the key was used for a different request, 409 while the first
-    request with it is still being answered."""
+    request with it is still being answered; a first request unanswered for
+    IDEMPOTENCY_ABANDONED_AFTER died with its process, and this one acts in its place."""
     if not key or len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
         raise ApiError(400, "invalid_idempotency_key", f"{IDEMPOTENCY_HEADER} must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters.")
     idempotency_keys_expire()
@@ -236,6 +241,12 @@ def idempotency_claim(*, user, key: str, fingerprint: str, method: str, path: st
             "with another body): use a new key for a new request.",
         )
     if record.response_status is None:
+        now = timezone.now()
+        abandoned = record.created_at < now - IDEMPOTENCY_ABANDONED_AFTER
+        # Compare-and-set: of several retries of an abandoned request, one takes it over.
+        if abandoned and ApiIdempotencyKey.objects.filter(pk=record.pk, response_status__isnull=True, created_at=record.created_at).update(created_at=now):
+            record.created_at = now
+            return record, True
         raise ApiError(409, "idempotency_key_in_progress", f"The first request with {IDEMPOTENCY_HEADER} '{key}' is still being answered: retry in a moment.")
     return record, False
 

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIRequestFactory, force_authenticate
 
-from config.api import ApiView, idempotency_keys_expire
+from config.api import IDEMPOTENCY_ABANDONED_AFTER, ApiView, idempotency_keys_expire
 from issues.models import ApiIdempotencyKey, AuditEvent
 from runs.models import Run, RunEvent, Status
 from tests.api.conftest import assert_error
@@ -104,6 +104,25 @@ def test_a_key_still_being_answered_is_a_409(as_role):
     client.post(f"/api/v1/runs/{run.pk}/start", HTTP_IDEMPOTENCY_KEY="busy")
     ApiIdempotencyKey.objects.update(response_status=None, response_body=None)
     assert_error(client.post(f"/api/v1/runs/{run.pk}/start", HTTP_IDEMPOTENCY_KEY="busy"), 409, "idempotency_key_in_progress")
+
+
+def test_a_key_whose_first_request_died_unanswered_is_taken_over_by_the_retry(as_role):
+    """The first request's process died between claiming the key and answering: after
+    IDEMPOTENCY_ABANDONED_AFTER the retry acts (once) instead of getting 409 for a day."""
+    run = RunFactory(config=CONFIG)
+    client = as_role("operator")
+    assert client.post(f"/api/v1/runs/{run.pk}/start", HTTP_IDEMPOTENCY_KEY="died").status_code == 200
+    # As if that request had died after claiming the key, before acting and answering:
+    Run.objects.filter(pk=run.pk).update(status=Status.NEW)
+    ApiIdempotencyKey.objects.filter(key="died").update(response_status=None, response_body=None)
+    assert_error(client.post(f"/api/v1/runs/{run.pk}/start", HTTP_IDEMPOTENCY_KEY="died"), 409, "idempotency_key_in_progress")
+
+    ApiIdempotencyKey.objects.filter(key="died").update(created_at=timezone.now() - IDEMPOTENCY_ABANDONED_AFTER - timedelta(seconds=1))
+    taken_over = client.post(f"/api/v1/runs/{run.pk}/start", HTTP_IDEMPOTENCY_KEY="died")
+    assert taken_over.status_code == 200 and not taken_over.has_header("Idempotent-Replayed")
+    assert Run.objects.get(pk=run.pk).status == Status.STARTING
+    replayed = client.post(f"/api/v1/runs/{run.pk}/start", HTTP_IDEMPOTENCY_KEY="died")
+    assert replayed["Idempotent-Replayed"] == "true" and replayed.json() == taken_over.json()
 
 
 def test_an_overlong_key_is_a_400(as_role):

@@ -160,6 +160,8 @@ LIVE_TRADING_ENABLED = env.bool("LIVE_TRADING_ENABLED", default=False)
 # A Live run whose heartbeat is this old is taken over by a new delivery of its task (docs/operations.md).
 LIVE_RESUME_AFTER_SECONDS = env.float("LIVE_RESUME_AFTER_SECONDS", default=60)
 RUN_LOG_MAX_LINES = env.int("RUN_LOG_MAX_LINES", default=5000)
+# Publish imports a bundle (its module-level code) in a child process stopped after this long.
+STRATEGY_IMPORT_TIMEOUT_SECONDS = env.float("STRATEGY_IMPORT_TIMEOUT_SECONDS", default=10)
 # A backtest stores its results, shows progress and checks for a kill about this often.
 BACKTEST_FLUSH_SECONDS = env.float("BACKTEST_FLUSH_SECONDS", default=1.0)
 # How often each Celery worker looks for runs left `running` by a dead worker (runs/tasks.py).

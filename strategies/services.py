@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
@@ -27,7 +28,8 @@ from strategies.bundle import (
     bundle_read_folder,
     module_docstring,
 )
-from strategies.loader import StrategyLoadError, bundle_compile, load_strategy
+from strategies.import_check import bundle_import_check
+from strategies.loader import StrategyLoadError, bundle_compile
 from strategies.models import Strategy, StrategyVersion
 from strategies.schema import schema_check
 
@@ -107,11 +109,9 @@ def bundle_validate(*, files: dict, label: str) -> dict:
     except StrategyLoadError as exc:
         errors.extend(exc.errors)
     if not errors:
-        # Module-level code runs here, so only for a bundle that is otherwise sound.
-        try:
-            load_strategy(files=texts, label=label)
-        except StrategyLoadError as exc:
-            errors.extend(exc.errors)
+        # Module-level code runs, so only for a bundle that is otherwise sound, and in a child
+        # process with a time and memory limit: it is the author's code.
+        errors.extend(bundle_import_check(files=texts, label=label, timeout_seconds=settings.STRATEGY_IMPORT_TIMEOUT_SECONDS))
     if errors:
         raise PublishError(errors)
     return schema

@@ -15,17 +15,12 @@ from strategies.services import (
     strategy_publish_folder,
     strategy_update_files,
 )
-from tests.strategies.factories import BUNDLES, AuthorFactory, StrategyFactory, UserFactory, bundle_files
+from tests.strategies.factories import BUNDLES, StrategyFactory, UserFactory, bundle_files
 
 pytestmark = pytest.mark.django_db
 
 STRATEGY_OK = bundle_files("buy_and_hold")["strategy.py"]
 SCHEMA_OK = bundle_files("buy_and_hold")["config_schema.json"]
-
-
-@pytest.fixture
-def author():
-    return AuthorFactory()
 
 
 def publish_errors(files, author):

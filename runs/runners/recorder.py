@@ -167,6 +167,8 @@ class RunningMetricsRecorder:
 
     def metrics_store(self) -> None:
         times = np.concatenate(self._times) if self._times else np.empty(0, dtype=np.int64)
+        values = np.concatenate(self._values) if self._values else np.empty(0)
+        self._times, self._values = [times], [values]  # one array each from now on, not one per batch
         if len(times) < 2:
             return  # nothing to measure yet
         multipliers = {}
@@ -175,7 +177,7 @@ class RunningMetricsRecorder:
             multipliers[key] = security.multiplier if security is not None else Decimal(1)
         metrics = compute_metrics(
             equity_times=times,
-            equity_values=np.concatenate(self._values),
+            equity_values=values,
             round_trips=round_trips_from_fills(self._fills, multipliers=multipliers),
             commissions=sum((fill.commission for fill in self._fills), Decimal(0)),
             traded_notional=float(sum((f.quantity * f.price * multipliers[(f.symbol, str(f.asset_type))] for f in self._fills), Decimal(0))),

@@ -258,6 +258,11 @@ def test_a_running_runs_metrics_are_brought_up_to_date_from_the_batches_so_far()
     )
     assert run.metrics == pytest.approx(expected, nan_ok=True)
 
+    recorder.record(paper_batch(4, [99_000.0]))  # the next update covers every point so far
+    run.refresh_from_db()
+    assert run.metrics["total_return"] == pytest.approx(99_000.0 / 100_000.0 - 1)
+    assert run.metrics["final_value"] == 99_000.0 and run.metrics["start_value"] == 100_000.0
+
 
 @pytest.mark.django_db
 def test_running_metrics_wait_for_their_interval_and_leave_the_final_ones_to_the_runner():

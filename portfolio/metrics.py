@@ -107,8 +107,7 @@ def round_trips_from_fills(
     lots_by_instrument: dict[tuple[str, Any], deque[_OpenLot]] = {}
     round_trips: list[RoundTrip] = []
     indexed = list(enumerate(fills))
-    if any(indexed[i][1].time > indexed[i + 1][1].time for i in range(len(indexed) - 1)):
-        indexed.sort(key=lambda pair: pair[1].time)  # stable: fills at the same time keep their order
+    indexed.sort(key=lambda pair: pair[1].time)  # stable: fills at the same time keep their order
     plain_values = {}  # enum member (or text) -> its plain value: an enum's .value is slow to read
     for index, fill in indexed:
         side = plain_values.get(fill.side)
@@ -310,6 +309,31 @@ def _validated_series(equity_times: np.ndarray, equity_values: np.ndarray, bench
                 f"benchmark_values has a NaN or infinite value at index {np.flatnonzero(~np.isfinite(benchmark))[0]}."
             )
     return times, values, benchmark
+
+
+def metrics_from_fills(
+    *,
+    equity_times: np.ndarray,
+    equity_values: np.ndarray,
+    fills: list,
+    multipliers: Mapping[tuple[str, Any], Decimal] | None = None,
+    exposure_fraction: float | None = None,
+    benchmark_values: np.ndarray | None = None,
+) -> dict:
+    """`compute_metrics` for an equity curve and the fills (FillLike) behind it: the round trips,
+    commissions and traded notional (contracts at multiplier × price) come from the fills."""
+    multipliers = multipliers or {}
+    return compute_metrics(
+        equity_times=equity_times,
+        equity_values=equity_values,
+        round_trips=round_trips_from_fills(fills, multipliers=multipliers),
+        commissions=sum((fill.commission for fill in fills), Decimal(0)),
+        traded_notional=float(
+            sum((f.quantity * f.price * multipliers.get((f.symbol, _plain(f.asset_type)), 1) for f in fills), Decimal(0))
+        ),
+        exposure_fraction=exposure_fraction,
+        benchmark_values=benchmark_values,
+    )
 
 
 def compute_metrics(

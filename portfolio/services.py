@@ -195,22 +195,21 @@ def ledger_batch_record(
     }
     # New orders are appended; only those already stored need the slower upsert.
     new_ids = [order_id for order_id in order_rows if order_id not in stored]
+    new_pks = {}
     if stored_orders is not None and new_ids and connection.vendor == "postgresql":
-        pks = _new_order_pks(len(new_ids))
-        rows_copy(model=Order, fields=["id", *order_fields], rows=[(pk, *order_rows[i]) for pk, i in zip(pks, new_ids, strict=True)])
-        stored_orders.update((order_id, (pk, None)) for pk, order_id in zip(pks, new_ids, strict=True))
+        new_pks = dict(zip(new_ids, _new_order_pks(len(new_ids)), strict=True))
+        rows_copy(model=Order, fields=["id", *order_fields], rows=[(pk, *order_rows[order_id]) for order_id, pk in new_pks.items()])
     else:
         rows_copy(model=Order, fields=order_fields, rows=[order_rows[order_id] for order_id in new_ids])
         if stored_orders is not None and new_ids:
-            stored_orders.update(
-                (order_id, (pk, None)) for order_id, pk in _stored_orders(run_id=run_id, order_ids=new_ids, column="id").items()
-            )
+            new_pks = _stored_orders(run_id=run_id, order_ids=new_ids, column="id")
     rows_upsert(
         model=Order, fields=order_fields, unique_fields=["run", "order_id"], rows=[order_rows[order_id] for order_id in stored]
     )
     if stored_orders is not None:
         for order_id, order in latest.items():
-            stored_orders[order_id] = (stored_orders[order_id][0], str(order.state))
+            pk = new_pks[order_id] if order_id in new_pks else stored_orders[order_id][0]
+            stored_orders[order_id] = (pk, str(order.state))
     if fills:
         if stored_orders is None:
             order_pks = _stored_orders(run_id=run_id, order_ids={f.order_id for f in fills}, column="id")

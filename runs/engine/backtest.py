@@ -204,13 +204,7 @@ def _report_internal_error(kernel: Kernel, exc: Exception) -> None:
 
 def _load_bars(kernel: Kernel) -> MergedFeed:
     """Bars of every subscription; data_missing / data_gap issues before the first event."""
-    if not kernel.subscriptions:
-        kernel.issues.report(
-            diagnostics.DATA_MISSING_FATAL,
-            key="no-subscription",
-            message="on_start subscribed to nothing, so there is no data to run on: return [Subscribe(symbol, asset_type, frequency)] from on_start",
-        )
-        raise RunEnded("no subscriptions")
+    kernel.require_subscriptions()
     window = f"{kernel.start:%Y-%m-%d %H:%M} and {kernel.end:%Y-%m-%d %H:%M} UTC"
     for subscription in kernel.subscriptions:
         instrument = subscription.instrument

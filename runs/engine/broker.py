@@ -84,6 +84,15 @@ class Order:
         self.expire_ns = NEVER
         self.triggered = False
 
+    def book_fill(self, quantity: Decimal, price: Decimal) -> None:
+        """Add a fill of `quantity` at `price` to the filled quantity and its average price."""
+        if self.filled_quantity:
+            self.filled_quantity += quantity
+            self.filled_cost += quantity * price
+            self.average_fill_price = money(self.filled_cost / self.filled_quantity)
+        else:
+            self.filled_quantity, self.filled_cost, self.average_fill_price = quantity, quantity * price, price
+
     def record(self) -> OrderRecord:
         return OrderRecord(
             self.order_id, self.client_order_id, self.symbol, self.asset_type, self.intent, self.side, self.order_type,
@@ -325,14 +334,7 @@ class SimulatedBroker:
                 return ZERO
 
         self.portfolio.apply_fill(instrument, signed, price, commission, time, order.order_id)
-        if order.filled_quantity:
-            order.filled_quantity += wanted
-            order.filled_cost += wanted * price
-            order.average_fill_price = money(order.filled_cost / order.filled_quantity)
-        else:
-            order.filled_quantity = wanted
-            order.filled_cost = wanted * price
-            order.average_fill_price = price
+        order.book_fill(wanted, price)
         order.commission += commission
         if order.notional is not None:
             order.notional_spent += wanted * price * multiplier + commission

@@ -128,6 +128,16 @@ class Kernel(BrokerListener):
         self.last_stop_poll = float("-inf")  # the first check polls: a kill requested before the start stops at once
 
     # -- handlers ---------------------------------------------------------------------------
+    def require_subscriptions(self) -> None:
+        """After on_start: a run with nothing subscribed has no data to run on and ends here."""
+        if not self.subscriptions:
+            self.issues.report(
+                diagnostics.DATA_MISSING_FATAL,
+                key="no-subscription",
+                message="on_start subscribed to nothing, so there is no data to run on: return [Subscribe(symbol, asset_type, frequency)] from on_start",
+            )
+            raise RunEnded("no subscriptions")
+
     def start_strategy(self, strategy_class, config: dict) -> None:
         # Strategies that do not handle order updates are not sent any: no event objects, no calls.
         self.wants_updates = getattr(strategy_class, "on_order_update", None) is not StrategyBase.on_order_update

@@ -486,12 +486,7 @@ class LiveBroker:
         signed = qty if side == "buy" else -qty
         if instrument is not None:
             self.portfolio.apply_fill(instrument, signed, price, ZERO, when, order.order_id)
-        if order.filled_quantity:
-            order.filled_quantity += qty
-            order.filled_cost += qty * price
-            order.average_fill_price = money(order.filled_cost / order.filled_quantity)
-        else:
-            order.filled_quantity, order.filled_cost, order.average_fill_price = qty, qty * price, price
+        order.book_fill(qty, price)
         if not order.side:
             order.side = side
         if order.quantity is not None and order.filled_quantity > order.quantity:

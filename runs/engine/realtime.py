@@ -163,13 +163,7 @@ def run_realtime(
 
 
 def _subscribe(kernel: Kernel, feed: RealtimeFeed) -> None:
-    if not kernel.subscriptions:
-        kernel.issues.report(
-            diagnostics.DATA_MISSING_FATAL,
-            key="no-subscription",
-            message="on_start subscribed to nothing, so there is no data to run on: return [Subscribe(symbol, asset_type, frequency)] from on_start",
-        )
-        raise RunEnded("no subscriptions")
+    kernel.require_subscriptions()
     unserved = feed.subscribe(kernel.subscriptions)
     for index, reason in unserved.items():
         kernel.issues.report(diagnostics.DATA_MISSING, key=kernel.subscriptions[index].label, message=reason)

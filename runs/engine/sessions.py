@@ -12,6 +12,7 @@ the years and the installed exchange_calendars version, whose rules they come fr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from bisect import bisect_right
@@ -105,6 +106,7 @@ def _cache_file(name: str, first_year: int, last_year: int) -> Path | None:
 def _write_atomically(path: Path, sessions: Sessions) -> None:
     """Written whole or not at all (a concurrent reader never sees half a file); a cache that
     cannot be written only costs the next process a build."""
+    temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
@@ -112,7 +114,9 @@ def _write_atomically(path: Path, sessions: Sessions) -> None:
             np.savez(file, opens=sessions.opens, closes=sessions.closes, days=sessions.days)
         os.replace(temporary, path)
     except OSError:
-        pass
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)  # a half-written file is not left behind
 
 
 def sessions_between(name: str, start: datetime, end: datetime) -> Sessions:

@@ -8,7 +8,7 @@ import numpy as np
 from django.conf import settings
 
 from issues.services import issue_record
-from portfolio.metrics import compute_metrics
+from portfolio.metrics import metrics_from_fills
 from runs.config import backtest_window
 from runs.engine import CoreSettings, run_backtest
 from runs.engine.records import BarArrays
@@ -122,16 +122,14 @@ def metrics_store(*, run: Run, result, market_data: DatabaseMarketData, core, st
 
 def run_metrics(*, run: Run, result, market_data: DatabaseMarketData, core, start, end) -> dict:
     """The run's metrics from the engine's equity curve and round trips (item 4 of the engine)."""
-    multipliers = result.multipliers
     benchmark_values = None
     if core.benchmark:
         benchmark_values = benchmark_values_at(run=run, market_data=market_data, benchmark=core.benchmark, times=result.equity_times, start=start, end=end)
-    return compute_metrics(
+    return metrics_from_fills(
         equity_times=result.equity_times,
         equity_values=result.equity_values,
-        round_trips=result.round_trips,
-        commissions=sum((f.commission for f in result.fills), 0),
-        traded_notional=float(sum((f.quantity * f.price * multipliers.get((f.symbol, str(f.asset_type)), 1) for f in result.fills), 0)),
+        fills=result.fills,
+        multipliers=result.multipliers,
         exposure_fraction=result.exposure_fraction,
         benchmark_values=benchmark_values,
     )

@@ -12,7 +12,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from issues.services import issue_record, log_entries_append
-from portfolio.metrics import compute_metrics, round_trips_from_fills
+from portfolio.metrics import metrics_from_fills
 from portfolio.models import Order
 from portfolio.services import OrderStatsChange, ledger_batch_record, order_stats_apply
 from runs.engine.records import RecordBatch
@@ -175,13 +175,7 @@ class RunningMetricsRecorder:
         for key in {(fill.symbol, str(fill.asset_type)) for fill in self._fills}:
             security = self.market_data.security(*key)
             multipliers[key] = security.multiplier if security is not None else Decimal(1)
-        metrics = compute_metrics(
-            equity_times=times,
-            equity_values=values,
-            round_trips=round_trips_from_fills(self._fills, multipliers=multipliers),
-            commissions=sum((fill.commission for fill in self._fills), Decimal(0)),
-            traded_notional=float(sum((f.quantity * f.price * multipliers[(f.symbol, str(f.asset_type))] for f in self._fills), Decimal(0))),
-        )
+        metrics = metrics_from_fills(equity_times=times, equity_values=values, fills=self._fills, multipliers=multipliers)
         Run.objects.filter(pk=self.run_id, status=Status.RUNNING).update(metrics=metrics)
 
 

@@ -6,6 +6,7 @@ from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+import config.celery  # noqa: F401 - the app these shared tasks are sent with (see config/__init__.py)
 from runs.execution import run_execute, runs_stale_sweep
 
 logger = logging.getLogger(__name__)

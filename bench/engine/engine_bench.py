@@ -30,8 +30,16 @@ def postgres_reachable() -> bool:
 
 database_url = args.database_url
 if database_url is None and postgres_reachable():
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "lookout_bench"], capture_output=True)
     database_url = "postgres://postgres@127.0.0.1:5432/lookout_bench"
+if database_url and database_url.startswith(("postgres://", "postgresql://")):
+    # The bench's own database: created on first use (an existing one is kept, bars and all).
+    from urllib.parse import urlsplit
+
+    address = urlsplit(database_url)
+    subprocess.run(
+        ["createdb", "-h", address.hostname or "127.0.0.1", "-p", str(address.port or 5432), "-U", address.username or "postgres", address.path.lstrip("/")],
+        capture_output=True,
+    )
 # Production settings (DEBUG off: Django keeps no query log, as on a deployment).
 env = {**os.environ, "DEBUG": "false", "SECRET_KEY": "bench-engine-not-secret", "LOOKOUT_VAR_DIR": str(ROOT / "var" / "bench")}
 if database_url:

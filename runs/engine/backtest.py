@@ -1,7 +1,9 @@
 """Backtest: replay stored bars through the kernel as fast as possible.
 
-The per-bar loop (`_replay`) is the hot path: plain lists per chunk, one tuple per BarEvent, no
-Decimal work while flat, the wall clock looked at only every few thousand bars.
+The per-bar loop (`_replay`) is the hot path: plain lists per chunk, one tuple per BarEvent (its
+time left in nanoseconds), no valuation per bar (the portfolio's state is noted when it changes
+and the equity curve computed per batch, runs.engine.equity), the wall clock looked at only
+every few thousand bars.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from runs.engine import diagnostics
 from runs.engine.context import PrintCapture
 from runs.engine.core_settings import CoreSettings
 from runs.engine.dispatch import Kernel, RunEnded, StopRequested
+from runs.engine.equity import ReplayEquity
 from runs.engine.feed import MergedFeed, clean_bars, find_gaps, from_ns, place_on_sessions
 from runs.engine.records import FillRecord, MarketData, Recorder
 from runs.engine.watchdog import HandlerTimeout, HandlerWatchdog
@@ -255,21 +258,24 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
     ctx = kernel.ctx
     broker = kernel.broker
     portfolio = kernel.portfolio
-    open_positions = portfolio.open_positions
     subscriptions = kernel.subscriptions
     on_bar = kernel.strategy.on_bar
     apply = kernel.apply
-    record_equity = kernel.record_equity
-    append_time, append_value, append_cash = kernel.equity_times.append, kernel.equity_values.append, kernel.equity_cash.append
-    bar_open_ns, bar_time_ns = feed.bar_open_ns, feed.time_ns
+    # The equity curve: the portfolio's state is noted at the group ends where it changed; the
+    # points are computed from those states and the closes at each batch (kernel.settle_equity).
+    equity = kernel.bulk_equity = ReplayEquity(feed, subscriptions, portfolio)
+    equity.note(-1)
+    note_equity = equity.note
+    noted_revision = portfolio.revision
+    bar_open_ns = feed.bar_open_ns
     new_event = tuple.__new__
     countdown = last_check_at = FIRST_CHECK
     index = 0
     kernel.watchdog.arm()
     try:
-        for index, emits, subs, times, opens, highs, lows, closes, volumes, ends in feed.chunks():
-            for emit, sub, time, bar_open, bar_high, bar_low, bar_close, bar_volume, last in zip(
-                emits, subs, times, opens, highs, lows, closes, volumes, ends, strict=True
+        for index, emits, subs, times_ns, opens, highs, lows, closes, volumes, ends in feed.chunks():
+            for emit, sub, time_ns, bar_open, bar_high, bar_low, bar_close, bar_volume, last in zip(
+                emits, subs, times_ns, opens, highs, lows, closes, volumes, ends, strict=True
             ):
                 if emit > kernel.next_timer_ns or emit > broker.next_expiry_ns:
                     kernel.advance(emit)
@@ -278,14 +284,10 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
                 instrument.last_close = bar_close
                 ctx.now_ns = emit
                 if instrument.orders and subscription is instrument.fill_subscription:
-                    trading_from = int(bar_open_ns[index])
-                    kernel.fill_bar(
-                        instrument, trading_from, time if trading_from == int(bar_time_ns[index]) else None, emit,
-                        bar_open, bar_high, bar_low, bar_volume,
-                    )
+                    kernel.fill_bar(instrument, int(bar_open_ns[index]), emit, bar_open, bar_high, bar_low, bar_volume)
                 try:
                     actions = on_bar(new_event(BarEvent, (
-                        instrument.symbol, instrument.asset_type, subscription.frequency, time,
+                        instrument.symbol, instrument.asset_type, subscription.frequency, time_ns,
                         bar_open, bar_high, bar_low, bar_close, bar_volume,
                     )))
                 except BaseException as exc:
@@ -297,13 +299,9 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
                 if last:
                     if kernel.next_timer_ns <= emit:
                         kernel.fire_timers(emit, inclusive=True)
-                    if open_positions:
-                        record_equity(emit)
-                    else:  # flat: the value is the cash, no Decimal work
-                        cash = portfolio.cash_float
-                        append_time(emit)
-                        append_value(cash)
-                        append_cash(cash)
+                    if portfolio.revision != noted_revision:
+                        noted_revision = portfolio.revision
+                        note_equity(index)
                 index += 1
                 countdown -= 1
                 if not countdown:

@@ -120,6 +120,9 @@ class Kernel(BrokerListener):
         self.equity_flushed = 0
         self.exposed_ns = 0
         self.last_invested_ns = -1
+        # A backtest's points are worked out in bulk at each batch (runs.engine.equity.ReplayEquity)
+        # instead of being recorded per bar; Paper and Live record them per bar (record_equity).
+        self.bulk_equity = None
         self.bars_processed = 0
         self.batches = 0
         self.collects_garbage = False  # set while automatic gc is off (see backtest._collect_garbage_per_batch)
@@ -482,14 +485,12 @@ class Kernel(BrokerListener):
                 self._restore(was_armed)
 
     def fill_bar(
-        self, instrument: Instrument, bar_open_ns: int, open_time: datetime | None, close_ns: int,
-        open_: float, high: float, low: float, volume: float,
+        self, instrument: Instrument, trading_from_ns: int, close_ns: int, open_: float, high: float, low: float, volume: float,
     ) -> None:
-        """Evaluate the instrument's working orders on a bar; `open_time` is None when the bar's
-        trading starts later than its stored time (a daily bar stored before its session opens)."""
-        if open_time is None:
-            open_time = from_ns(bar_open_ns)
-        self.broker.evaluate(instrument, bar_open_ns, open_time, from_ns(close_ns), open_, high, low, volume)
+        """Evaluate the instrument's working orders on a bar whose trading starts at
+        `trading_from_ns` (its stored time, or its session's open for a daily bar stored before
+        the session opens) and which closes at `close_ns`."""
+        self.broker.evaluate(instrument, trading_from_ns, from_ns(trading_from_ns), from_ns(close_ns), open_, high, low, volume)
         if self.broker.next_expiry_ns <= close_ns:
             self.broker.expire_instrument(instrument, close_ns)
         if self.updates:
@@ -513,7 +514,7 @@ class Kernel(BrokerListener):
 
     # -- equity and batches -----------------------------------------------------------------
     def record_equity(self, time_ns: int) -> None:
-        """An equity point at `time_ns` (the hot loop inlines the flat case)."""
+        """An equity point at `time_ns`, valued now (Paper and Live per bar; a backtest's start)."""
         portfolio = self.portfolio
         if portfolio.open_positions:
             units = portfolio.value_units()
@@ -528,6 +529,28 @@ class Kernel(BrokerListener):
         self.equity_times.append(time_ns)
         self.equity_values.append(value_float)
         self.equity_cash.append(portfolio.cash_float)
+
+    def settle_equity(self) -> None:
+        """Bring the curve up to `bars_processed`: the bulk points of a backtest."""
+        if self.bulk_equity is not None:
+            self.append_equity(*self.bulk_equity.points(self.bars_processed))
+
+    def append_equity(self, times: np.ndarray, values: np.ndarray, cash: np.ndarray, invested: np.ndarray) -> None:
+        """Points made in bulk, with record_equity's exposure bookkeeping: the time with a
+        position is the sum of the intervals between two points that both had one."""
+        if not len(times):
+            return
+        previous = self.equity_times
+        if previous and previous[-1] == self.last_invested_ns and invested[0]:
+            self.exposed_ns += int(times[0]) - self.last_invested_ns
+        both = invested[1:] & invested[:-1]
+        self.exposed_ns += int((times[1:][both] - times[:-1][both]).sum())
+        held = np.flatnonzero(invested)
+        if len(held):
+            self.last_invested_ns = int(times[held[-1]])
+        self.equity_times.frombytes(np.ascontiguousarray(times, dtype=np.int64).tobytes())
+        self.equity_values.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        self.equity_cash.frombytes(np.ascontiguousarray(cash, dtype=np.float64).tobytes())
 
     def wall_check(self, bars_done: int, bars_since_check: int) -> int:
         """About every TARGET_CHECK_SECONDS of wall time: flush, poll for a kill. Returns how
@@ -578,6 +601,7 @@ class Kernel(BrokerListener):
         return max(0, min(100, int((self.ctx.now_ns - self.start_ns) * 100 // span)))
 
     def _unflushed_equity(self) -> EquityPoints:
+        self.settle_equity()
         first, self.equity_flushed = self.equity_flushed, len(self.equity_times)
         # Slicing an array copies it, so the arrays stay growable (a numpy view would pin them).
         return EquityPoints(

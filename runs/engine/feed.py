@@ -206,20 +206,19 @@ class MergedFeed:
 
     def chunks(self, first: int = 0):
         """Yield (first index, lists...) from `first` on: emit ns, subscription index, bar open
-        datetime, open, high, low, close, volume, group end."""
+        ns, open, high, low, close, volume, group end. (Bar times stay ints: BarEvent makes its
+        datetime only when a strategy reads it.)"""
         for begin in range(first, self.length, CHUNK):
             end = min(begin + CHUNK, self.length)
             if self.subscription_index is None:
                 subscriptions = [self.single_index] * (end - begin)
             else:
                 subscriptions = self.subscription_index[begin:end].tolist()
-            seconds = (self.time_ns[begin:end] / NS_PER_SECOND).tolist()
-            times = [datetime.fromtimestamp(second, UTC) for second in seconds]
             yield (
                 begin,
                 self.emit_ns[begin:end].tolist(),
                 subscriptions,
-                times,
+                self.time_ns[begin:end].tolist(),
                 self.open[begin:end].tolist(),
                 self.high[begin:end].tolist(),
                 self.low[begin:end].tolist(),

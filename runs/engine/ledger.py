@@ -58,9 +58,13 @@ class Portfolio:
         self.open_positions: list[Position] = []  # quantity != 0
         self.new_entries: list[LedgerRecord] = []  # since the last batch
         self.touched: dict[tuple, Position] = {}  # traded since the last batch
+        # Counts changes of cash or positions: a backtest notes the portfolio's state for its
+        # equity curve only when this moved (runs.engine.equity).
+        self.revision = 0
 
     # -- cash -------------------------------------------------------------------------------
     def post(self, kind: str, amount: Decimal, time: datetime, order_id: int | None = None, description: str = "") -> None:
+        self.revision += 1
         self.cash += amount
         self.cash_units += to_units(amount)
         self.cash_float = float(self.cash)
@@ -72,6 +76,7 @@ class Portfolio:
     # -- fills ------------------------------------------------------------------------------
     def apply_fill(self, instrument: Instrument, quantity: Decimal, price: Decimal, commission: Decimal, time: datetime, order_id: int) -> None:
         """Book a fill of signed `quantity` (positive buys) at `price`."""
+        self.revision += 1
         position = instrument.position
         if position is None:
             position = instrument.position = self.positions[instrument.key] = Position(instrument)
@@ -135,7 +140,8 @@ class Portfolio:
 
     def value_units(self) -> int | None:
         """Cash + Σ market values in units of 1e-8, when every open position is simple (see
-        Position.units); None otherwise. This is the per-bar valuation of the hot loop."""
+        Position.units); None otherwise. The per-bar valuation of Paper and Live (a backtest
+        values its curve in bulk by the same rules, runs.engine.equity)."""
         total = self.cash_units
         for position in self.open_positions:
             units = position.units
@@ -174,19 +180,25 @@ class Portfolio:
 
     # -- views and records ------------------------------------------------------------------
     def view(self, instrument: Instrument) -> PositionView:
+        """What ctx.position() returns (a strategy may ask on every bar: one mark, positional)."""
         position = instrument.position
         last = mark_price(instrument)
         if position is None:
             return PositionView(instrument.symbol, instrument.asset_type, ZERO, ZERO, last, ZERO, ZERO, ZERO)
+        quantity = position.quantity
+        if not quantity:
+            return PositionView(
+                instrument.symbol, instrument.asset_type, quantity, money(position.average_price), last, ZERO, ZERO, position.realized_pnl
+            )
         return PositionView(
-            symbol=instrument.symbol,
-            asset_type=instrument.asset_type,
-            quantity=position.quantity,
-            average_price=money(position.average_price),
-            last_price=last,
-            market_value=self.market_value(position) if position.quantity else ZERO,
-            unrealized_pnl=self.unrealized_pnl(position),
-            realized_pnl=position.realized_pnl,
+            instrument.symbol,
+            instrument.asset_type,
+            quantity,
+            money(position.average_price),
+            last,
+            self._value_at(position, position.average_price if last is None else last),
+            ZERO if last is None else money((last - position.average_price) * quantity * instrument.multiplier),
+            position.realized_pnl,
         )
 
     def record(self, position: Position, time: datetime) -> PositionRecord:

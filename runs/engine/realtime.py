@@ -232,18 +232,15 @@ def _deliver(kernel: Kernel, bars: list[FeedBar]) -> None:
         instrument = subscription.instrument
         instrument.last_close = bar.close
         ctx.now_ns = emit
-        bar_time = from_ns(bar.time_ns)
         was_armed = kernel._arm()
         try:
             if instrument.orders and subscription is instrument.fill_subscription:
-                kernel.fill_bar(
-                    instrument, bar.trading_from_ns, bar_time if bar.trading_from_ns == bar.time_ns else None, emit,
-                    bar.open, bar.high, bar.low, bar.volume,
-                )
-            kernel.dispatch("on_bar", BarEvent(
-                instrument.symbol, instrument.asset_type, subscription.frequency, bar_time,
+                kernel.fill_bar(instrument, bar.trading_from_ns, emit, bar.open, bar.high, bar.low, bar.volume)
+            # From its fields: the event keeps the open time in nanoseconds (BarEvent.time_ns).
+            kernel.dispatch("on_bar", BarEvent._make((
+                instrument.symbol, instrument.asset_type, subscription.frequency, bar.time_ns,
                 bar.open, bar.high, bar.low, bar.close, bar.volume,
-            ))
+            )))
         finally:
             kernel._restore(was_armed)
         kernel.bars_processed += 1

@@ -62,7 +62,7 @@ def test_merge_orders_by_emit_time_then_frequency_then_subscription():
     chunks = list(feed.chunks())
     assert sum(len(chunk[1]) for chunk in chunks) == len(feed)
     first = chunks[0]
-    assert first[2][:2] == [2, 3] and first[3][0] == utc(2020, 1, 2, 14, 30)
+    assert first[2][:2] == [2, 3] and first[3][0] == to_ns(utc(2020, 1, 2, 14, 30))  # bar open times in ns
 
 
 def test_clean_bars_keeps_the_window_finite_prices_and_unique_ascending_times():

@@ -162,8 +162,14 @@ LIVE_RESUME_AFTER_SECONDS = env.float("LIVE_RESUME_AFTER_SECONDS", default=60)
 RUN_LOG_MAX_LINES = env.int("RUN_LOG_MAX_LINES", default=5000)
 # Publish imports a bundle (its module-level code) in a child process stopped after this long.
 STRATEGY_IMPORT_TIMEOUT_SECONDS = env.float("STRATEGY_IMPORT_TIMEOUT_SECONDS", default=10)
-# A backtest stores its results, shows progress and checks for a kill about this often.
-BACKTEST_FLUSH_SECONDS = env.float("BACKTEST_FLUSH_SECONDS", default=1.0)
+# A backtest stores its results so far and shows its progress about this often (a kill is polled
+# once a second regardless). Small batches keep the last one small: it is what a long run's
+# writer process is still storing when the replay ends.
+BACKTEST_FLUSH_SECONDS = env.float("BACKTEST_FLUSH_SECONDS", default=0.25)
+# A backtest with at least this many seconds left (by its progress) hands its batches to a writer
+# process (runs/runners/record_writer.py); shorter ones store them in line rather than wait at
+# their end for the child's start-up (about a second of Python and Django on the other core).
+RECORD_WRITER_MIN_SECONDS = env.float("RECORD_WRITER_MIN_SECONDS", default=3.0)
 # How often each Celery worker looks for runs left `running` by a dead worker (runs/tasks.py).
 RUN_SWEEP_SECONDS = env.float("RUN_SWEEP_SECONDS", default=60)
 

@@ -14,7 +14,8 @@ from runs.engine import CoreSettings, run_backtest
 from runs.engine.records import BarArrays
 from runs.models import Run
 from runs.runners import RunOutcome
-from runs.runners.recorder import BackgroundRecorder, KillSwitch, backtest_recorder
+from runs.runners.record_writer import RecordWriter
+from runs.runners.recorder import KillSwitch, backtest_recorder
 from securities.selectors import bars_as_arrays, security_get
 from strategies.loader import load_version
 from strategies.sdk.base import SecurityInfo
@@ -86,7 +87,7 @@ def backtest_run_execute(run: Run) -> RunOutcome:
     core = CoreSettings.from_config(run.config.get("core") or {})
     start, end = backtest_window(run.config["environment"])
     recorder = backtest_recorder(run_id=run.pk, log_max_lines=settings.RUN_LOG_MAX_LINES)
-    writes_in_background = isinstance(recorder, BackgroundRecorder)
+    writes_in_background = isinstance(recorder, RecordWriter)
     market_data = DatabaseMarketData(bars_cache=_study_bars_cache(run.study_id))
     try:
         result = run_backtest(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from decimal import Decimal
 
 import numpy as np
-from django.db import connection, connections, transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from issues.services import issue_record, log_entries_append
@@ -17,6 +16,7 @@ from portfolio.models import Order
 from portfolio.services import OrderStatsChange, ledger_batch_record, order_stats_apply
 from runs.engine.records import RecordBatch
 from runs.models import Run, Status
+from runs.runners.record_writer import RecordWriter, backtest_database_recorder
 
 
 class DatabaseRecorder:
@@ -83,62 +83,6 @@ class DatabaseRecorder:
             order_stats_add(run_id=self.run_id, change=change, **summary)
 
 
-class BackgroundRecorder:
-    """Stores a recorder's batches in a writer thread while the engine goes on, so the
-    database's share of storing (COPY, index upkeep, commit) overlaps the replay instead of
-    pausing it. At most `pending` batches wait: memory stays bounded, and the engine waits when
-    the writer falls behind. A failed write is raised in the engine's thread at its next batch.
-
-    The final batch is only queued: the caller goes on (the backtest runner works out the
-    metrics meanwhile) and then calls `close()`, which returns once everything is stored and
-    raises a failed write. The thread starts with the first batch that is not the last: a run
-    shorter than one batch interval (a study's trial on daily bars) stores its only batch in
-    line, without a thread or a second database connection. The thread has its own database
-    connection, which cannot see the rows of a transaction still open in the engine's thread:
-    see `backtest_recorder`."""
-
-    def __init__(self, recorder: DatabaseRecorder, *, pending: int = 2):
-        self.recorder = recorder
-        self._batches: queue.Queue = queue.Queue(maxsize=pending)
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-
-    def record(self, batch: RecordBatch) -> None:
-        self._raise_if_failed()
-        if self._thread is None:
-            if batch.final:
-                self.recorder.record(batch)
-                return
-            self._thread = threading.Thread(target=self._write, name=f"run-{self.recorder.run_id}-writer", daemon=True)
-            self._thread.start()
-        self._batches.put(batch)
-
-    def close(self, *, raise_failure: bool = True) -> None:
-        """Wait until the batches given so far are stored, stop the writer, and raise a failed
-        write (unless `raise_failure` is off: the caller is already failing). Safe to call again."""
-        if self._thread is not None and self._thread.is_alive():
-            self._batches.put(None)
-            self._thread.join()
-        if raise_failure:
-            self._raise_if_failed()
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def _write(self) -> None:
-        try:
-            while (batch := self._batches.get()) is not None:
-                if self._error is not None:
-                    continue  # keep taking batches so the engine never waits on a dead writer
-                try:
-                    self.recorder.record(batch)
-                except BaseException as exc:  # noqa: BLE001 - handed to the engine's thread
-                    self._error = exc
-        finally:
-            connections.close_all()  # this thread's connection only
-
-
 class RunningMetricsRecorder:
     """For runs that go on until they are killed (Paper): keeps the run's headline metrics
     current while it runs. Passes every batch on, keeps the equity points and fills the batches
@@ -179,14 +123,13 @@ class RunningMetricsRecorder:
         Run.objects.filter(pk=self.run_id, status=Status.RUNNING).update(metrics=metrics)
 
 
-def backtest_recorder(*, run_id: int, log_max_lines: int) -> DatabaseRecorder | BackgroundRecorder:
-    """The recorder of a backtest: in a writer thread on PostgreSQL outside a transaction (a
+def backtest_recorder(*, run_id: int, log_max_lines: int) -> DatabaseRecorder | RecordWriter:
+    """The recorder of a backtest: a writer process on PostgreSQL outside a transaction (a
     worker, the backtest command); in line otherwise (SQLite allows one writer at a time; a
-    caller's open transaction, as in most tests, would be invisible to the thread)."""
-    recorder = DatabaseRecorder(run_id=run_id, log_max_lines=log_max_lines, sole_order_writer=True)
+    caller's open transaction, as in most tests, would be invisible to the process)."""
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        return BackgroundRecorder(recorder)
-    return recorder
+        return RecordWriter(run_id=run_id, log_max_lines=log_max_lines, min_seconds_left=settings.RECORD_WRITER_MIN_SECONDS)
+    return backtest_database_recorder(run_id=run_id, log_max_lines=log_max_lines)
 
 
 @transaction.atomic

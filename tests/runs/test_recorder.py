@@ -1,126 +1,317 @@
-"""The backtest recorder: batches stored in a writer thread while the engine goes on.
+"""The backtest recorder: batches stored by a writer process while the engine goes on.
 
-The first tests drive BackgroundRecorder with a stand-in for the database recorder (any object
-with `record(batch)`), so the order, the bound and failures can be controlled; the last ones
-run a backtest end to end on PostgreSQL outside a transaction, where the writer thread is used,
-and compare what it stored with the same backtest stored in line. Depends on: the test
-database (PostgreSQL for the end-to-end tests), the SMA Crossover example bundle."""
+The first test hands a batch of every kind of record through the writer's encoding; the next
+ones drive a real writer process (PostgreSQL, outside a transaction, as in a worker) with small
+batches whose stored rows show the order, the bound on waiting batches, failures and the
+child's lifetime; the end-to-end test compares a backtest stored by the writer process with the
+same backtest stored in line. Depends on: the test database (PostgreSQL for the writer process),
+the SMA Crossover example bundle."""
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.db import connection, transaction
 
+from issues.models import Issue, LogEntry
 from portfolio.models import Fill, LedgerEntry, Order, Position
-from runs.engine.records import RecordBatch
+from runs.engine.records import (
+    EquityPoints,
+    FillRecord,
+    IssueRecord,
+    LedgerRecord,
+    LogRecord,
+    OrderRecord,
+    PositionRecord,
+    RecordBatch,
+)
 from runs.execution import run_execute
 from runs.models import Run, Status
-from runs.runners.recorder import BackgroundRecorder, DatabaseRecorder, RunningMetricsRecorder, backtest_recorder
+from runs.runners.record_writer import ChildTraceback, RecordWriteFailed, RecordWriter, batch_decoded, batch_encoded
+from runs.runners.recorder import DatabaseRecorder, RunningMetricsRecorder, backtest_recorder
+from strategies.sdk.enums import AssetType, Intent, OrderState, OrderType, TimeInForce
 from tests.portfolio.factories import stored_equity
 from tests.runs.factories import RunFactory
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "strategies" / "examples" / "sma_crossover"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "strategies" / "examples" / "sma_crossover"
+START = datetime(2017, 1, 3, 14, 30, tzinfo=UTC)
 
 
-def batch(number: int, *, final: bool = False) -> RecordBatch:
-    return RecordBatch(
-        orders=[], fills=[], positions=[], ledger=[], equity=None, logs=[], issues=[], progress=number,
-        bars_processed=number, cash=None, portfolio_value=None, final=final,
-    )
+def batch(number: int, *, final: bool = False, kind: str = "deposit") -> RecordBatch:
+    """Batch `number`: one ledger entry of `number` dollars, and `number` bars processed."""
+    entry = LedgerRecord(START + timedelta(minutes=number), kind, Decimal(number), Decimal(number), None, f"batch {number}")
+    return RecordBatch(ledger=[entry], progress=number, bars_processed=number, portfolio_value=Decimal(number), final=final)
+
+
+def stored_amounts(run: Run) -> list[int]:
+    return [int(amount) for amount in LedgerEntry.objects.filter(run=run).order_by("id").values_list("amount", flat=True)]
+
+
+def needs_postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip("the writer process is used on PostgreSQL only (set DATABASE_URL)")
 
 
 class Kept:
-    """Stands in for DatabaseRecorder: keeps what it is given; may wait for a go, or fail."""
+    """Stands in for DatabaseRecorder behind RunningMetricsRecorder: keeps what it is given."""
 
-    run_id = 0
-
-    def __init__(self, *, fail_at: int | None = None):
+    def __init__(self):
         self.stored: list[int] = []
-        self.fail_at = fail_at
-        self.go = threading.Event()
-        self.go.set()
-        self.thread_names: set[str] = set()
 
     def record(self, batch: RecordBatch) -> None:
-        self.go.wait(timeout=10)
-        self.thread_names.add(threading.current_thread().name)
-        if batch.progress == self.fail_at:
-            raise RuntimeError(f"the database refused batch {batch.progress}")
         self.stored.append(batch.progress)
 
 
-def test_batches_are_stored_in_order_in_another_thread_and_close_waits_for_all():
-    kept = Kept()
-    kept.go.clear()  # a slow database: the final batch is still queued when record returns
-    recorder = BackgroundRecorder(kept)
-    for number in range(1, 3):
-        recorder.record(batch(number))
-    recorder.record(batch(3, final=True))
-    assert kept.stored == []  # the caller goes on meanwhile (the runner works out the metrics)
-    kept.go.set()
-    recorder.close()
-    assert kept.stored == [1, 2, 3]  # all stored by the time close returns
-    assert kept.thread_names == {"run-0-writer"} and threading.current_thread().name not in kept.thread_names
-    recorder.close()  # again: nothing to do
-    assert not recorder._thread.is_alive()
+# -- the hand-over ----------------------------------------------------------------------------
 
 
-def test_a_run_shorter_than_one_batch_stores_its_only_batch_in_line_without_a_thread():
-    kept = Kept()
-    recorder = BackgroundRecorder(kept)
+def test_a_batch_handed_to_the_writer_comes_back_as_the_same_records():
+    order = OrderRecord(
+        7, "r1-7", "MSFT", AssetType.EQUITY, Intent.BUY, "buy", OrderType.LIMIT, TimeInForce.GTC, Decimal("10"), None,
+        Decimal("1E+3"), None, OrderState.FILLED, Decimal("10"), Decimal("99.12345678"), Decimal("-0.00"), "", "tag",
+        START, START + timedelta(microseconds=1),
+    )
+    other = OrderRecord(
+        8, "r1-8", "MSFT", AssetType.EQUITY, Intent.SELL, "", OrderType.MARKET, TimeInForce.DAY, None, Decimal("500.5"),
+        None, None, OrderState.REJECTED, Decimal(0), None, Decimal(0), "two\nlines", "", START, START, "b-8",
+    )
+    original = RecordBatch(
+        orders=[order, other],
+        fills=[FillRecord("x7", 7, START, "MSFT", AssetType.EQUITY, "buy", Decimal(10), Decimal("99.12345678"), Decimal("1.00"))],
+        positions=[PositionRecord("MSFT", AssetType.EQUITY, Decimal(10), Decimal("99.1"), None, Decimal(991), Decimal(0), Decimal(0), START)],
+        ledger=[LedgerRecord(START, "trade", Decimal("-991.23"), Decimal("99008.77"), 7), LedgerRecord(START, "commission", Decimal(-1), Decimal("99007.77"))],
+        equity=EquityPoints(np.array([1, 2], dtype=np.int64), np.array([1.5, 2.5]), np.array([0.5, 0.25])),
+        logs=[LogRecord(1, START, "INFO", "a line\nand another")],
+        issues=[IssueRecord("c", "strategy", "user", "warning", "fp", "m", count=2, first_seen=START), IssueRecord("d", "data", "user", "info", "fp2", "n")],
+        progress=40, bars_processed=4000, cash=Decimal("99007.77"), portfolio_value=Decimal("100000.01"), final=True,
+    )
+    handed_over = batch_decoded(batch_encoded(original))
+
+    for field in fields(RecordBatch):
+        before, after = getattr(original, field.name), getattr(handed_over, field.name)
+        if field.name == "equity":
+            for column in ("times", "values", "cash"):
+                np.testing.assert_array_equal(getattr(after, column), getattr(before, column))
+            continue
+        assert after == before, field.name
+        records = zip(before, after, strict=True) if isinstance(before, list) else ()
+        for record_before, record_after in records:
+            for value_before, value_after in zip(vars_of(record_before), vars_of(record_after), strict=True):
+                # Same types (enums stay enums), Decimals with the same exponent, times in UTC.
+                assert type(value_after) is type(value_before) and str(value_after) == str(value_before)
+                assert getattr(value_after, "tzinfo", None) is getattr(value_before, "tzinfo", None)
+    empty = batch_decoded(batch_encoded(RecordBatch(equity=None)))
+    assert empty == RecordBatch(equity=None)
+
+
+def vars_of(record) -> list:
+    return [getattr(record, field.name) for field in fields(record)]
+
+
+# -- the writer process -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_run_shorter_than_one_batch_stores_its_only_batch_in_line_without_a_process():
+    run = RunFactory()
+    recorder = RecordWriter(run_id=run.pk, log_max_lines=100, min_seconds_left=0)
     recorder.record(batch(1, final=True))
-    assert kept.stored == [1] and kept.thread_names == {threading.current_thread().name}
-    assert recorder._thread is None
+    assert recorder._process is None
     recorder.close()
+    assert stored_amounts(run) == [1]
 
 
-def test_the_engine_waits_when_the_writer_is_behind_so_memory_stays_bounded():
-    kept = Kept()
-    kept.go.clear()  # the database is slow
-    recorder = BackgroundRecorder(kept, pending=1)
-    recorder.record(batch(1))  # taken by the writer, which now waits
-    recorder.record(batch(2))  # waits in the queue
-    third = threading.Thread(target=recorder.record, args=(batch(3),))
-    third.start()
-    third.join(timeout=0.5)
-    assert third.is_alive(), "a third batch must wait while two are pending"
-    kept.go.set()
-    third.join(timeout=10)
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_run_with_little_left_stores_its_batches_in_line_without_a_process():
+    needs_postgres()
+    run = RunFactory()
+    recorder = RecordWriter(run_id=run.pk, log_max_lines=100, min_seconds_left=3600)
+    for number in range(1, 4):
+        recorder.record(batch(number))
     recorder.record(batch(4, final=True))
     recorder.close()
-    assert kept.stored == [1, 2, 3, 4]
+    assert recorder._process is None
+    assert stored_amounts(run) == [1, 2, 3, 4]
 
 
-def test_a_failed_write_is_raised_in_the_engines_thread_and_nothing_after_it_is_written():
-    kept = Kept(fail_at=2)
-    recorder = BackgroundRecorder(kept)
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_process_taking_over_from_in_line_batches_carries_on_their_deposits_and_orders():
+    needs_postgres()
+    run = RunFactory()
+    recorder = RecordWriter(run_id=run.pk, log_max_lines=100, min_seconds_left=1)
+    placed = OrderRecord(
+        1, "r-1", "MSFT", AssetType.EQUITY, Intent.BUY, "buy", OrderType.MARKET, TimeInForce.GTC, Decimal(5), None, None,
+        None, OrderState.WORKING, Decimal(0), None, Decimal(0), "", "", START, START,
+    )
+    first = batch(100)  # a deposit of 100; progress 100 %: nothing left to run, so stored in line
+    first.orders = [placed]
+    recorder.record(first)
+    assert recorder._process is None
+    time.sleep(0.05)  # the next batch says 1 %: some 5 s left, so the child takes over
+    filled = OrderRecord(*(getattr(placed, name) for name in OrderRecord.__slots__))
+    filled.state, filled.filled_quantity, filled.average_fill_price = OrderState.FILLED, Decimal(5), Decimal(20)
+    second = RecordBatch(
+        orders=[filled],
+        fills=[FillRecord("r-1-1", 1, START, "MSFT", AssetType.EQUITY, "buy", Decimal(5), Decimal(20), Decimal(0))],
+        ledger=[LedgerRecord(START, "trade", Decimal(-100), Decimal(0), 1, "buy 5 MSFT @ 20")],
+        progress=1, bars_processed=2, portfolio_value=Decimal(110),
+    )
+    recorder.record(second)
+    recorder.record(batch(3, final=True, kind="trade"))
+    recorder.close()
+    assert recorder._process is not None
+    run.refresh_from_db()
+    assert run.pnl == Decimal(3) - Decimal(100)  # the in-line batch's deposit still counts against the value
+    order = Order.objects.get(run=run)  # updated in place, not stored twice
+    assert (order.state, order.filled_quantity) == (OrderState.FILLED, Decimal(5))
+    assert run.order_stats["orders"] == {"filled": 1}
+    assert Fill.objects.get(run=run).order_id == order.pk
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_batches_are_stored_in_order_by_a_child_process_and_close_waits_for_all():
+    needs_postgres()
+    run = RunFactory()
+    recorder = RecordWriter(run_id=run.pk, log_max_lines=100, min_seconds_left=0)
+    for number in range(1, 4):
+        recorder.record(batch(number))
+    recorder.record(batch(4, final=True))  # only queued: the caller goes on meanwhile
+    recorder.close()
+    assert stored_amounts(run) == [1, 2, 3, 4]  # all stored, in order, by the time close returns
+    run.refresh_from_db()
+    assert (run.bars_processed, run.portfolio_value, run.pnl) == (4, Decimal(4), Decimal(4) - Decimal(10))
+    assert recorder._process.pid != os.getpid() and recorder._process.wait(timeout=30) == 0  # it exits at EOF
+    recorder.close()  # again: nothing to do
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_engine_waits_when_the_writer_is_behind_so_memory_stays_bounded():
+    needs_postgres()
+    run = RunFactory()
+    recorder = RecordWriter(run_id=run.pk, log_max_lines=100, min_seconds_left=0, pending=2)
+    accepted = []
+
+    def engine():
+        for number in range(1, 6):
+            recorder.record(batch(number, final=number == 5))
+            accepted.append(number)
+
+    with transaction.atomic():
+        Run.objects.select_for_update().get(pk=run.pk)  # a slow database: the writer waits for this lock
+        thread = threading.Thread(target=engine)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not writer_waits_for_a_lock() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        # Batch 1 is in the child, 2 and 3 wait; the engine waits to hand over 4.
+        assert accepted == [1, 2, 3] and thread.is_alive()
+    thread.join(timeout=30)
+    recorder.close()
+    assert stored_amounts(run) == [1, 2, 3, 4, 5]
+
+
+def writer_waits_for_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # a transaction otherwise sees the first one it read
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_write_is_raised_in_the_engines_thread_with_the_childs_traceback_and_nothing_after_it_is_written():
+    needs_postgres()
+    run = RunFactory()
+    recorder = RecordWriter(run_id=run.pk, log_max_lines=100, min_seconds_left=0)
     recorder.record(batch(1))
-    recorder.record(batch(2))
-    with pytest.raises(RuntimeError, match="refused batch 2"):
+    recorder.record(batch(2, kind="a-kind-longer-than-its-column"))  # the database refuses it
+    with pytest.raises(RecordWriteFailed, match="value too long") as failure:
         for number in range(3, 50):  # raised at a later batch, or at the latest by close
             recorder.record(batch(number, final=number == 49))
         recorder.close()
+    child_traceback = str(failure.value.__cause__)
+    assert isinstance(failure.value.__cause__, ChildTraceback)
+    assert child_traceback.startswith("Traceback (most recent call last)") and "ledger_batch_record" in child_traceback
     recorder.close(raise_failure=False)  # a caller already failing is not told again
-    assert kept.stored == [1]
-    assert not recorder._thread.is_alive()
+    assert stored_amounts(run) == [1]
+    run.refresh_from_db()
+    assert run.bars_processed == 1
+    assert recorder._process.wait(timeout=30) == 1
 
 
-def test_a_failed_final_write_is_raised_by_close():
-    kept = Kept(fail_at=3)
-    recorder = BackgroundRecorder(kept)
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_process_that_dies_is_reported_not_waited_for():
+    needs_postgres()
+    run = RunFactory()
+    recorder = RecordWriter(run_id=run.pk, log_max_lines=100, min_seconds_left=0)
     recorder.record(batch(1))
-    recorder.record(batch(2))
-    recorder.record(batch(3, final=True))
-    with pytest.raises(RuntimeError, match="refused batch 3"):
+    deadline = time.monotonic() + 30
+    while stored_amounts(run) != [1] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    recorder._process.kill()
+    with pytest.raises(RecordWriteFailed, match=f"ended unexpectedly \\(exit code -{signal.SIGKILL.value}\\)"):
+        for number in range(2, 50):
+            recorder.record(batch(number, final=number == 49))
         recorder.close()
-    assert kept.stored == [1, 2]
+    assert stored_amounts(run) == [1]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_process_exits_when_the_engines_process_goes_away():
+    needs_postgres()
+    from tests.conftest import _test_database_url
+
+    run = RunFactory()
+    # An engine's process that starts a writer, hands it a batch and is killed.
+    script = (
+        "import os, signal, sys, django; django.setup()\n"
+        "from runs.engine.records import RecordBatch\n"
+        "from runs.runners.record_writer import RecordWriter\n"
+        "writer = RecordWriter(run_id=int(sys.argv[1]), log_max_lines=100, min_seconds_left=0)\n"
+        "writer.record(RecordBatch(progress=1, bars_processed=1))\n"
+        "print(writer._process.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    engine = subprocess.run(
+        [sys.executable, "-c", script, str(run.pk)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DATABASE_URL": _test_database_url(), "DJANGO_SETTINGS_MODULE": "config.settings"},
+    )
+    assert engine.returncode == -signal.SIGKILL
+    writer_pid = int(engine.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while process_alive(writer_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not process_alive(writer_pid), "the writer process outlived its engine"
+
+
+def process_alive(pid: int) -> bool:
+    """Running, that is: not gone and not a zombie left for init to reap."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @pytest.mark.django_db
 def test_inside_a_transaction_the_recorder_writes_in_line():
-    # The writer thread's own connection could not see the caller's uncommitted rows.
+    # The writer process's own connection could not see the caller's uncommitted rows.
     run = RunFactory()
     assert isinstance(backtest_recorder(run_id=run.pk, log_max_lines=100), DatabaseRecorder)
 
@@ -177,34 +368,37 @@ def stored_results(run: Run) -> dict:
         "fills": list(Fill.objects.filter(run=run).order_by("time", "execution_id").values_list("order__order_id", "time", "quantity", "price", "commission")),
         "ledger": list(LedgerEntry.objects.filter(run=run).order_by("id").values_list("time", "kind", "amount", "balance", "order_id")),
         "positions": list(Position.objects.filter(run=run).values_list("symbol", "quantity", "average_price", "realized_pnl")),
+        "logs": list(LogEntry.objects.filter(run=run).order_by("sequence").values_list("sequence", "time", "level", "message")),
+        "issues": list(Issue.objects.filter(run=run).order_by("fingerprint").values_list("code", "fingerprint", "count", "message")),
     }
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_backtest_stored_by_the_writer_thread_matches_the_same_backtest_stored_in_line(crossover_runs, settings):
-    if connection.vendor != "postgresql":
-        pytest.skip("the writer thread is used on PostgreSQL only (set DATABASE_URL)")
-    # Many batches, so the writer thread starts (a run shorter than one batch is stored in line).
+def test_a_backtest_stored_by_the_writer_process_matches_the_same_backtest_stored_in_line(crossover_runs, settings):
+    needs_postgres()
+    # Many batches, so the writer process starts (a run shorter than one batch is stored in line).
     settings.BACKTEST_FLUSH_SECONDS = 0.005
-    in_thread, in_line = crossover_runs
-    recorder = backtest_recorder(run_id=in_thread.pk, log_max_lines=100)
-    assert isinstance(recorder, BackgroundRecorder)  # outside a transaction on PostgreSQL
+    settings.RECORD_WRITER_MIN_SECONDS = 0
+    by_process, in_line = crossover_runs
+    recorder = backtest_recorder(run_id=by_process.pk, log_max_lines=100)
+    assert isinstance(recorder, RecordWriter)  # outside a transaction on PostgreSQL
     recorder.close()
 
-    assert run_execute(run_id=in_thread.pk) == Status.COMPLETE
+    assert run_execute(run_id=by_process.pk) == Status.COMPLETE
     with transaction.atomic():  # the caller's transaction: written in line
         assert run_execute(run_id=in_line.pk) == Status.COMPLETE
 
-    threaded, inline = stored_results(in_thread), stored_results(in_line)
-    assert len(threaded["orders"]) > 100 and len(threaded["fills"]) == threaded["order_stats"]["fills"]
-    prefix = {in_thread.pk: f"r{in_thread.pk}-", in_line.pk: f"r{in_line.pk}-"}
-    for results, run in ((threaded, in_thread), (inline, in_line)):
+    stored, inline = stored_results(by_process), stored_results(in_line)
+    assert len(stored["orders"]) > 100 and len(stored["fills"]) == stored["order_stats"]["fills"]
+    prefix = {by_process.pk: f"r{by_process.pk}-", in_line.pk: f"r{in_line.pk}-"}
+    for results, run in ((stored, by_process), (inline, in_line)):
         # Client order ids carry the run id; compare the rest.
         results["orders"] = [(o[0], o[1].removeprefix(prefix[run.pk]), *o[2:]) for o in results["orders"]]
-    assert threaded == inline
-    np.testing.assert_array_equal(stored_equity(in_thread)[1], stored_equity(in_line)[1])
-    assert sum(amount for (_time, _kind, amount, _balance, _order) in threaded["ledger"]) == threaded["ledger"][-1][3]
+    assert stored == inline
+    for column in range(3):  # times, portfolio values, cash
+        np.testing.assert_array_equal(stored_equity(by_process)[column], stored_equity(in_line)[column])
+    assert sum(amount for (_time, _kind, amount, _balance, _order) in stored["ledger"]) == stored["ledger"][-1][3]
 
 
 # -- running metrics (Paper) -----------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -20,6 +20,10 @@ sys.path.insert(0, str(ROOT))
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--bars", type=int, default=1_000_000)
+parser.add_argument(
+    "--repeat", type=int, default=3,
+    help="Measure each side this many times, alternating (this VM's timings drift by 20-40%% within minutes); the ratio is of the medians.",
+)
 parser.add_argument("--database-url", default=None, help="Default: PostgreSQL lookout_bench at 127.0.0.1 if reachable, else SQLite.")
 args = parser.parse_args()
 
@@ -87,13 +91,14 @@ except NothingChanged:
 # Each run adds ~165,000 order, fill and ledger rows: the bench database keeps none of the earlier
 # runs, so every measurement writes into tables of the same size; and the server writes out what
 # earlier runs (or the bar generation) left in its buffers now, not in the middle of ours.
-if database_url:
-    from django.db import connection
+def database_emptied_of_runs() -> None:
+    if database_url:
+        from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE runs_run CASCADE")
-        cursor.execute("VACUUM ANALYZE")
-        cursor.execute("CHECKPOINT")
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE runs_run CASCADE")
+            cursor.execute("VACUUM ANALYZE")
+            cursor.execute("CHECKPOINT")
 
 # The window holding exactly the first N stored bars.
 times = [t.replace(tzinfo=None) for t in Bar.objects.filter(security=security, frequency="minute").order_by("time").values_list("time", flat=True)[: args.bars]]
@@ -105,14 +110,32 @@ command = [
     "--start", start.isoformat(), "--end", end.isoformat(),
     "--param", f"symbol={SYMBOL}", "--param", "fast=10", "--param", "slow=20", "--param", "frequency=minute", "--json",
 ]
-began = time.perf_counter()
-completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-ours_seconds = time.perf_counter() - began
-if completed.returncode != 0:
-    print(completed.stdout, completed.stderr)
-    sys.exit("our backtest failed")
-ours = json.loads(completed.stdout.strip().splitlines()[-1])
-peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+# Our command is started by a small launcher that times it and reads its peak memory: a child
+# forked straight from this process (by now holding the bars and backtesting.py's frame) would
+# inherit this process's resident size into its own peak.
+LAUNCHER = (
+    "import resource, subprocess, sys, time\n"
+    "began = time.perf_counter()\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "seconds = time.perf_counter() - began\n"
+    "print(f'{seconds} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}', file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def ours_measured() -> tuple[float, float, dict]:
+    """Seconds, peak memory (MB, the command's process or its record writer, whichever is
+    larger) and the command's JSON line."""
+    database_emptied_of_runs()
+    completed = subprocess.run([sys.executable, "-c", LAUNCHER, *command], cwd=ROOT, env=env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        print(completed.stdout, completed.stderr)
+        sys.exit("our backtest failed")
+    seconds, peak_kb = completed.stderr.strip().splitlines()[-1].split()
+    return float(seconds), int(peak_kb) / 1024, json.loads(completed.stdout.strip().splitlines()[-1])
+
 
 # --- backtesting.py, same bars, same rules -----------------------------------------------------
 data = bars_as_arrays(security=security, frequency="minute", start=start.to_pydatetime(), end=end.to_pydatetime())
@@ -155,9 +178,23 @@ class SmaCrossLongOnly(Strategy):
             self.position.close()
 
 
-began = time.perf_counter()
-stats = Backtest(frame, SmaCrossLongOnly, cash=100_000, commission=0, trade_on_close=False, exclusive_orders=False, finalize_trades=False).run()
-peer_seconds = time.perf_counter() - began
+def peer_measured():
+    began = time.perf_counter()
+    stats = Backtest(frame, SmaCrossLongOnly, cash=100_000, commission=0, trade_on_close=False, exclusive_orders=False, finalize_trades=False).run()
+    return time.perf_counter() - began, stats
+
+
+# Alternating, so a slower spell of the machine falls on both sides alike.
+ours_times, peer_times, peaks = [], [], []
+for attempt in range(1, args.repeat + 1):
+    ours_seconds, peak, ours = ours_measured()
+    peaks.append(peak)
+    peer_seconds, stats = peer_measured()
+    ours_times.append(ours_seconds)
+    peer_times.append(peer_seconds)
+    print(f"  run {attempt}: Lookout {ours_seconds:.2f} s, backtesting.py {peer_seconds:.2f} s ({peer_seconds / ours_seconds:.2f}x)", flush=True)
+peak_mb = max(peaks)
+ours_seconds, peer_seconds = statistics.median(ours_times), statistics.median(peer_times)
 
 ours_final = ours["metrics"]["final_value"]
 peer_final = float(stats["Equity Final [$]"])
@@ -167,7 +204,8 @@ print()
 print(f"bars: {bars:,} (ours) / {len(frame):,} (backtesting.py); trades: {ours['metrics']['trades']} / {int(stats['# Trades'])}")
 print(f"Lookout (manage.py backtest, PostgreSQL persistence: {'yes' if database_url else 'no, SQLite'}): {ours_seconds:8.2f} s  {ours_rate:12,.0f} bars/s  peak memory {peak_mb:,.0f} MB")
 print(f"backtesting.py {__import__('backtesting').__version__} (Backtest.run):                 {peer_seconds:8.2f} s  {peer_rate:12,.0f} bars/s")
-print(f"ratio (Lookout / backtesting.py bars per second): {ours_rate / peer_rate:.2f}x   target >= 2x, peak memory < 400 MB")
+median_of = f"median of {args.repeat} alternating runs each" if args.repeat > 1 else "one run each"
+print(f"ratio (Lookout / backtesting.py bars per second, {median_of}): {ours_rate / peer_rate:.2f}x   target >= 2x, peak memory < 400 MB")
 difference = ours_final - peer_final
 # Same trades at the same times and prices; sizes may differ by one share where backtesting.py's
 # cash, a float summed over thousands of trades, falls a hair short of a whole number of shares

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from strategies.sdk.enums import AssetType, Intent, OrderState, OrderType, TimeInForce
 
@@ -23,8 +23,10 @@ class SecurityInfo:
     fractionable: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class PositionView:
+class PositionView(NamedTuple):
+    """What ctx.position() returns: a named tuple, like the events (as immutable as a frozen
+    dataclass, and built several times faster: a strategy may ask on every bar)."""
+
     symbol: str
     asset_type: AssetType
     quantity: Decimal  # signed: negative is short

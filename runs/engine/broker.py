@@ -141,8 +141,7 @@ class EngineBroker(Protocol):
     def expire_instrument(self, instrument: Instrument, until_ns: int) -> None: ...
 
     def evaluate(
-        self, instrument: Instrument, bar_open_ns: int, open_time: datetime, close_time: datetime,
-        open_: float, high: float, low: float, volume: float,
+        self, instrument: Instrument, bar_open_ns: int, close_ns: int, open_: float, high: float, low: float, volume: float,
     ) -> None:
         """A bar of the instrument's finest subscription completed: simulated brokers fill
         against it; a real account's broker has nothing to do."""
@@ -253,11 +252,10 @@ class SimulatedBroker:
 
     # -- fills ------------------------------------------------------------------------------
     def evaluate(
-        self, instrument: Instrument, bar_open_ns: int, open_time: datetime, close_time: datetime,
-        open_: float, high: float, low: float, volume: float,
+        self, instrument: Instrument, bar_open_ns: int, close_ns: int, open_: float, high: float, low: float, volume: float,
     ) -> None:
         """Try every working order of the instrument against one bar (trading from
-        `bar_open_ns` = `open_time`, closing at `close_time`). With core.max_volume_participation,
+        `bar_open_ns`, closing at `close_ns`). With core.max_volume_participation,
         the orders share that fraction of the bar's volume, oldest first."""
         participation = self.core.max_volume_participation
         step = FRACTION_STEP if instrument.security.fractionable else ONE
@@ -265,11 +263,11 @@ class SimulatedBroker:
         for order in tuple(instrument.orders):
             if bar_open_ns < order.active_from_ns:  # placed after this bar opened
                 continue
-            filled = self._try_fill(order, instrument, open_time, close_time, open_, high, low, volume_left, step)
+            filled = self._try_fill(order, instrument, bar_open_ns, close_ns, open_, high, low, volume_left, step)
             if volume_left is not None and filled:
                 volume_left -= filled
 
-    def _try_fill(self, order, instrument, open_time, close_time, open_, high, low, volume_left, step) -> Decimal:
+    def _try_fill(self, order, instrument, bar_open_ns, close_ns, open_, high, low, volume_left, step) -> Decimal:
         held = instrument.position.quantity if instrument.position is not None else ZERO
         intent = order.intent
         if intent is Intent.CLOSE:
@@ -280,13 +278,13 @@ class SimulatedBroker:
             intent is Intent.BUY_TO_CLOSE and held >= 0
         ):
             self._finish(order, OrderState.CANCELLED, "nothing to close: the position is flat" if held == 0 else
-                         f"nothing to close: the position is {'short' if held < 0 else 'long'}", open_time)
+                         f"nothing to close: the position is {'short' if held < 0 else 'long'}", from_ns(bar_open_ns))
             return ZERO
         priced = self._fill_price(order, buying, open_, high, low)
         if priced is None:
             return ZERO
         price, at_open = priced
-        time = open_time if at_open else close_time
+        time = from_ns(bar_open_ns if at_open else close_ns)  # made only for an order that fills
         multiplier = instrument.multiplier
 
         # How much: what the intent asks for, then what the notional buys, then the volume cap.

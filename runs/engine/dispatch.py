@@ -490,7 +490,7 @@ class Kernel(BrokerListener):
         """Evaluate the instrument's working orders on a bar whose trading starts at
         `trading_from_ns` (its stored time, or its session's open for a daily bar stored before
         the session opens) and which closes at `close_ns`."""
-        self.broker.evaluate(instrument, trading_from_ns, from_ns(trading_from_ns), from_ns(close_ns), open_, high, low, volume)
+        self.broker.evaluate(instrument, trading_from_ns, close_ns, open_, high, low, volume)
         if self.broker.next_expiry_ns <= close_ns:
             self.broker.expire_instrument(instrument, close_ns)
         if self.updates:

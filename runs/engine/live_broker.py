@@ -408,7 +408,7 @@ class LiveBroker:
             self._broker_problem(exc, f"cancelling order {order.order_id}")
 
     # The broker works and expires orders itself; bars do not fill anything here.
-    def evaluate(self, instrument, bar_open_ns, open_time, close_time, open_, high, low, volume) -> None:
+    def evaluate(self, instrument, bar_open_ns, close_ns, open_, high, low, volume) -> None:
         return None
 
     def expire_due(self, until_ns: int, *, inclusive: bool) -> None:

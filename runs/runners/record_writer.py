@@ -159,10 +159,8 @@ class RecordWriter:
             if self._failure is None:
                 self._failure = self._exchange(payload)
             self._payloads.task_done()
-        with contextlib.suppress(OSError):  # a broken pipe: the child is gone already
-            self._process.stdin.close()  # EOF: the child exits
         self._payloads.task_done()  # close() returns
-        self._child_wait()
+        self._child_wait()  # EOF: the child exits
 
     def _exchange(self, payload: bytes) -> tuple[str, str] | None:
         """Send one message and wait for its reply: None, or what went wrong (see `_failure`)."""
@@ -299,7 +297,11 @@ def writer_main() -> None:
         setup = pickle.loads(first)
         connections["default"].close()
         connections["default"].settings_dict.update(setup["database"])
-        recorder = backtest_database_recorder(run_id=setup["run_id"], log_max_lines=setup["log_max_lines"])
+        # The parent's in-line recorder already knows whether the run had orders (its map, or
+        # None): the child carries on with its state instead of asking the database again.
+        from runs.runners.recorder import DatabaseRecorder
+
+        recorder = DatabaseRecorder(run_id=setup["run_id"], log_max_lines=setup["log_max_lines"])
         recorder.deposits, recorder.stored_orders = setup["deposits"], setup["stored_orders"]
         message_write(replies, pickle.dumps(None))
         while (payload := message_read(requests)) is not None:

@@ -43,7 +43,15 @@ UNKNOWN_SYMBOL = "unknown symbol"
 RISK_LIMIT = "risk limit"
 MARKET_CLOSED = "market closed"
 
-_CLOSING = (Intent.CLOSE, Intent.SELL_TO_CLOSE, Intent.BUY_TO_CLOSE)
+# Enum members bound once: on Python 3.11 each `Intent.BUY` goes through the enum metaclass's
+# attribute hook (~0.1 µs), and placing and filling one order reads a few dozen of them.
+BUY, SELL, CLOSE, BUY_TO_CLOSE, SELL_TO_CLOSE = Intent.BUY, Intent.SELL, Intent.CLOSE, Intent.BUY_TO_CLOSE, Intent.SELL_TO_CLOSE
+MARKET, LIMIT, STOP, STOP_LIMIT = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT
+PENDING, WORKING, PARTIALLY_FILLED, FILLED = OrderState.PENDING, OrderState.WORKING, OrderState.PARTIALLY_FILLED, OrderState.FILLED
+CANCELLED, REJECTED, EXPIRED = OrderState.CANCELLED, OrderState.REJECTED, OrderState.EXPIRED
+DAY_ORDER = TimeInForce.DAY
+
+_CLOSING = (CLOSE, SELL_TO_CLOSE, BUY_TO_CLOSE)
 
 
 class Order:
@@ -72,7 +80,7 @@ class Order:
         self.stop_float = float(stop_price) if stop_price is not None else None
         self.tag = tag
         self.side = side
-        self.state = OrderState.PENDING
+        self.state = PENDING
         self.filled_quantity = ZERO
         self.filled_cost = ZERO
         self.average_fill_price = None
@@ -182,54 +190,56 @@ class SimulatedBroker:
         now_ns: int,
         now: datetime,
     ) -> Order:
-        self.last_order_id += 1
-        order_id = self.last_order_id
-        closing = intent is Intent.CLOSE
+        self.last_order_id = order_id = self.last_order_id + 1
+        closing = intent is CLOSE
         order = Order(
             order_id, f"{self.prefix}-{order_id}", instrument, symbol, asset_type, intent, order_type, time_in_force,
             None if closing else quantity, None if closing else notional, limit_price, stop_price, tag,
             self._side(intent, instrument), now,
         )
         self.changed[order_id] = order
-        problem = self._placement_problem(order, instrument, now_ns)
+        sessions = instrument.sessions if instrument is not None else None
+        session = sessions.working_session(now_ns) if sessions is not None else 0
+        problem = self._placement_problem(order, instrument, session)
         if problem is not None:
             if order.quantity is not None and order.quantity < 0:
                 order.quantity = None  # kept in the reason; a stored order's quantity is never below its fills
             self._reject(order, *problem, now)
             return order
-        sessions = instrument.sessions
-        session = sessions.working_session(now_ns)  # exists: _placement_problem checked it
         order.active_from_ns = max(now_ns, sessions.open_list[session])
-        if time_in_force is TimeInForce.DAY:
-            order.expire_ns = sessions.close_list[session]
-            self.next_expiry_ns = min(self.next_expiry_ns, order.expire_ns)
-        order.state = OrderState.WORKING
+        if time_in_force is DAY_ORDER:
+            order.expire_ns = expire_ns = sessions.close_list[session]
+            if expire_ns < self.next_expiry_ns:
+                self.next_expiry_ns = expire_ns
+        order.state = WORKING
         instrument.orders.append(order)
         self.open_orders[order_id] = order
         self.listener.order_changed(order, now, None, None)
         return order
 
-    def _placement_problem(self, order: Order, instrument: Instrument | None, now_ns: int) -> tuple[str, str] | None:
+    def _placement_problem(self, order: Order, instrument: Instrument | None, session: int) -> tuple[str, str] | None:
+        """Why the order cannot work (category, detail), or None; `session` is the index of the
+        instrument's session the order would work in."""
         if instrument is None:
             return UNKNOWN_SYMBOL, (
                 f"{order.symbol} ({order.asset_type}) is not subscribed: add Subscribe(\"{order.symbol}\", ...) to on_start"
             )
-        amount = order.quantity if order.quantity is not None else order.notional
-        if order.intent is not Intent.CLOSE and amount <= 0:
-            field = "quantity" if order.quantity is not None else "notional"
+        quantity = order.quantity
+        amount = quantity if quantity is not None else order.notional
+        if order.intent is not CLOSE and amount <= 0:
+            field = "quantity" if quantity is not None else "notional"
             return QUANTITY_NOT_POSITIVE, f"{field} is {plain(amount)}: it must be greater than 0"
-        if order.quantity is not None and order.quantity != order.quantity.to_integral_value() and not instrument.security.fractionable:
-            return FRACTIONAL_NOT_ALLOWED, f"{order.symbol} trades in whole units only: quantity {plain(order.quantity)} must be a whole number"
+        if quantity is not None and quantity != quantity.to_integral_value() and not instrument.security.fractionable:
+            return FRACTIONAL_NOT_ALLOWED, f"{order.symbol} trades in whole units only: quantity {plain(quantity)} must be a whole number"
         if not self.accepting:
             return MARKET_CLOSED, "the run has ended: no session is left to work the order in"
         sessions = instrument.sessions
-        session = sessions.working_session(now_ns)
-        if session >= len(sessions) or sessions.open_list[session] >= self.end_ns:
+        if session >= len(sessions.close_list) or sessions.open_list[session] >= self.end_ns:
             return MARKET_CLOSED, f"no {sessions.name} session opens before the backtest ends"
         return None
 
     def cancel(self, order: Order, *, now: datetime, reason: str, notify: bool = True) -> None:
-        self._finish(order, OrderState.CANCELLED, reason, now, notify=notify)
+        self._finish(order, CANCELLED, reason, now, notify=notify)
 
     # -- expiry -----------------------------------------------------------------------------
     def expire_due(self, until_ns: int, *, inclusive: bool) -> None:
@@ -248,7 +258,7 @@ class SimulatedBroker:
         self.next_expiry_ns = min((o.expire_ns for o in self.open_orders.values()), default=NEVER)
 
     def _expire(self, order: Order) -> None:
-        self._finish(order, OrderState.EXPIRED, "DAY order expired at the session close", from_ns(order.expire_ns))
+        self._finish(order, EXPIRED, "DAY order expired at the session close", from_ns(order.expire_ns))
 
     # -- fills ------------------------------------------------------------------------------
     def evaluate(
@@ -270,14 +280,14 @@ class SimulatedBroker:
     def _try_fill(self, order, instrument, bar_open_ns, close_ns, open_, high, low, volume_left, step) -> Decimal:
         held = instrument.position.quantity if instrument.position is not None else ZERO
         intent = order.intent
-        if intent is Intent.CLOSE:
+        if intent is CLOSE:
             buying = held < 0
         else:
-            buying = intent is Intent.BUY or intent is Intent.BUY_TO_CLOSE
-        if (intent is Intent.CLOSE and held == 0) or (intent is Intent.SELL_TO_CLOSE and held <= 0) or (
-            intent is Intent.BUY_TO_CLOSE and held >= 0
+            buying = intent is BUY or intent is BUY_TO_CLOSE
+        if (intent is CLOSE and held == 0) or (intent is SELL_TO_CLOSE and held <= 0) or (
+            intent is BUY_TO_CLOSE and held >= 0
         ):
-            self._finish(order, OrderState.CANCELLED, "nothing to close: the position is flat" if held == 0 else
+            self._finish(order, CANCELLED, "nothing to close: the position is flat" if held == 0 else
                          f"nothing to close: the position is {'short' if held < 0 else 'long'}", from_ns(bar_open_ns))
             return ZERO
         priced = self._fill_price(order, buying, open_, high, low)
@@ -288,7 +298,7 @@ class SimulatedBroker:
         multiplier = instrument.multiplier
 
         # How much: what the intent asks for, then what the notional buys, then the volume cap.
-        if intent is Intent.CLOSE:
+        if intent is CLOSE:
             wanted = abs(held)
         elif order.notional is not None:
             wanted = self._size_for_notional(order, price * multiplier, step)
@@ -300,11 +310,11 @@ class SimulatedBroker:
                         + ": raise the notional"
                     ), time)
                 else:
-                    self._finish(order, OrderState.FILLED, "", time)
+                    self._finish(order, FILLED, "", time)
                 return ZERO
         else:
             wanted = order.quantity - order.filled_quantity
-        if intent is Intent.SELL_TO_CLOSE or intent is Intent.BUY_TO_CLOSE:
+        if intent is SELL_TO_CLOSE or intent is BUY_TO_CLOSE:
             wanted = min(wanted, abs(held))
         if volume_left is not None:
             wanted = min(wanted, volume_left)
@@ -313,7 +323,7 @@ class SimulatedBroker:
         signed = wanted if buying else -wanted
         after = held + signed
 
-        if after < 0 and not self.core.allow_short and intent is Intent.SELL:
+        if after < 0 and not self.core.allow_short and intent is SELL:
             self._reject(order, SHORT_NOT_ALLOWED, (
                 f"selling {plain(wanted)} {order.symbol} would leave a position of {plain(after)}: use SELL_TO_CLOSE to exit, "
                 "or set core.allow_short"
@@ -349,9 +359,9 @@ class SimulatedBroker:
         done, reason = self._is_done(order, after, price * multiplier, step)
         if done:
             order.reason = reason
-            self._finish(order, OrderState.FILLED, reason, time, last=(wanted, price))
+            self._finish(order, FILLED, reason, time, last=(wanted, price))
         else:
-            order.state = OrderState.PARTIALLY_FILLED
+            order.state = PARTIALLY_FILLED
             order.updated_at = time
             self.changed[order.order_id] = order
             self.listener.order_changed(order, time, wanted, price)
@@ -359,7 +369,7 @@ class SimulatedBroker:
 
     def _is_done(self, order: Order, after: Decimal, unit_cost: Decimal, step: Decimal) -> tuple[bool, str]:
         intent = order.intent
-        if intent is Intent.CLOSE:
+        if intent is CLOSE:
             return after == 0, ""
         if order.notional is not None:
             if intent in _CLOSING and after == 0:
@@ -379,10 +389,10 @@ class SimulatedBroker:
     def _fill_price(self, order: Order, buying: bool, open_: float, high: float, low: float) -> tuple[Decimal, bool] | None:
         """(price, filled at the open?) for this bar, or None when the order does not fill."""
         order_type = order.order_type
-        if order_type is OrderType.MARKET:
+        if order_type is MARKET:
             price = price_from_float(open_)
             return (self._slipped(price, buying) if self.core.slippage_bps else price), True
-        if order_type is OrderType.LIMIT or (order_type is OrderType.STOP_LIMIT and order.triggered):
+        if order_type is LIMIT or (order_type is STOP_LIMIT and order.triggered):
             limit = order.limit_float
             if buying:
                 if open_ <= limit:
@@ -405,7 +415,7 @@ class SimulatedBroker:
             trigger, at_open = order.stop_price, False
         else:
             return None
-        if order_type is OrderType.STOP:
+        if order_type is STOP:
             return self._slipped(trigger, buying), at_open
         order.triggered = True
         within = trigger <= order.limit_price if buying else trigger >= order.limit_price
@@ -476,7 +486,7 @@ class SimulatedBroker:
 
     # -- state changes ----------------------------------------------------------------------
     def _reject(self, order: Order, category: str, detail: str, time: datetime) -> None:
-        self._finish(order, OrderState.REJECTED, f"{category}: {detail}", time)
+        self._finish(order, REJECTED, f"{category}: {detail}", time)
         self.listener.order_rejected(order, category)
 
     def _finish(self, order: Order, state: OrderState, reason: str, time: datetime, *, notify: bool = True, last=None) -> None:
@@ -493,9 +503,9 @@ class SimulatedBroker:
 
     @staticmethod
     def _side(intent: Intent, instrument: Instrument | None) -> str:
-        if intent is Intent.BUY or intent is Intent.BUY_TO_CLOSE:
+        if intent is BUY or intent is BUY_TO_CLOSE:
             return "buy"
-        if intent is Intent.SELL or intent is Intent.SELL_TO_CLOSE:
+        if intent is SELL or intent is SELL_TO_CLOSE:
             return "sell"
         held = instrument.position.quantity if instrument is not None and instrument.position is not None else ZERO
         return "sell" if held > 0 else "buy" if held < 0 else ""

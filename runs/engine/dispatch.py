@@ -18,7 +18,7 @@ from decimal import Decimal
 import numpy as np
 
 from runs.engine import diagnostics
-from runs.engine.broker import NEVER, RISK_LIMIT, BrokerListener, EngineBroker, Order, SimulatedBroker
+from runs.engine.broker import CLOSE, LIMIT, NEVER, RISK_LIMIT, STOP, STOP_LIMIT, BrokerListener, EngineBroker, Order, SimulatedBroker
 from runs.engine.context import EngineContext, LogSink, strategy_logger
 from runs.engine.core_settings import CoreSettings
 from runs.engine.decimals import money, plain, to_decimal
@@ -302,7 +302,7 @@ class Kernel(BrokerListener):
         time_in_force = _choice(TimeInForce, action.time_in_force, "time_in_force")
         asset_type = _choice(AssetType, action.asset_type, "asset_type") if action.asset_type is not None else None
         quantity = notional = None
-        if intent is not Intent.CLOSE:
+        if intent is not CLOSE:
             if (action.quantity is None) == (action.notional is None):
                 raise InvalidAction(
                     "quantity", "quantity-xor-notional",
@@ -314,8 +314,8 @@ class Kernel(BrokerListener):
                 notional = money(_number(action.notional, "notional"))
         limit_price = _price(action.limit_price, "limit_price")
         stop_price = _price(action.stop_price, "stop_price")
-        needs_limit = order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-        needs_stop = order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        needs_limit = order_type is LIMIT or order_type is STOP_LIMIT
+        needs_stop = order_type is STOP or order_type is STOP_LIMIT
         if needs_limit and limit_price is None:
             raise InvalidAction("limit_price", "missing", f"a {order_type.name} order needs limit_price=...")
         if not needs_limit and limit_price is not None:

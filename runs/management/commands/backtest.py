@@ -11,12 +11,14 @@ ends in `error` (2 for bad arguments).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connections, transaction
 
 from portfolio.models import Fill, Order
 from runs.config import RunConfigError
@@ -70,6 +72,25 @@ class Command(BaseCommand):
     # A scripting interface started once per backtest: Django's system checks (they import
     # every URL module) are left to migrate and runserver, as for Django's own shell.
     requires_system_checks = []
+
+    def run_from_argv(self, argv):
+        """Started as its own process (call_command does not come here): once the results are
+        out, the process ends without tearing the interpreter down. Freeing a long run's
+        objects one by one, and collecting the cycles among them, took a third of a second of
+        a seven-second backtest; the operating system reclaims the memory at once."""
+        try:
+            super().run_from_argv(argv)
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
+        connections.close_all()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         # Our --version is the strategy version; it replaces Django's own --version flag here.

@@ -321,12 +321,24 @@ def metrics_from_fills(
         equity_values=equity_values,
         round_trips=round_trips,
         commissions=sum((fill.commission for fill in fills), Decimal(0)),
-        traded_notional=float(
-            sum((f.quantity * f.price * multipliers.get((f.symbol, _plain(f.asset_type)), 1) for f in fills), Decimal(0))
-        ),
+        traded_notional=_traded_notional(fills, multipliers),
         exposure_fraction=exposure_fraction,
         benchmark_values=benchmark_values,
     )
+
+
+def _traded_notional(fills: list, multipliers: Mapping[tuple[str, Any], Decimal]) -> float:
+    """Σ quantity × price × contract multiplier; the multipliers keyed by plain asset type."""
+    plain_multipliers = {(symbol, _plain(asset_type)): m for (symbol, asset_type), m in multipliers.items()}
+    multiplier_of = {}  # (symbol, asset type as the fills carry it) -> multiplier: an enum's .value is slow to read
+    total = Decimal(0)
+    for fill in fills:
+        key = (fill.symbol, fill.asset_type)
+        multiplier = multiplier_of.get(key)
+        if multiplier is None:
+            multiplier = multiplier_of[key] = plain_multipliers.get((fill.symbol, _plain(fill.asset_type)), 1)
+        total += fill.quantity * fill.price * multiplier
+    return float(total)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,6 @@
 """The public SDK surface: every name product.md §3 lists, enum parsing, immutable events and
 actions, and what StrategyBase does by default."""
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -61,13 +60,14 @@ def test_events_are_immutable_and_keep_their_field_names():
         timer.name = "other"
 
 
-def test_actions_are_frozen_with_the_documented_defaults():
+def test_actions_are_immutable_named_tuples_with_the_documented_defaults():
     order = PlaceOrder("MSFT", Intent.BUY, quantity=10)
     assert (order.order_type, order.time_in_force, order.notional, order.limit_price, order.tag) == (
         OrderType.MARKET, TimeInForce.DAY, None, None, None
     )
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         order.quantity = 5
+    assert order._replace(quantity=5) == PlaceOrder("MSFT", Intent.BUY, quantity=5)
     assert Subscribe("MSFT") == Subscribe("MSFT", AssetType.EQUITY, BarFrequency.DAY)
     timer = ScheduleTimer("rebalance", every=timedelta(hours=1))
     assert timer.at is None

@@ -5,7 +5,7 @@
     manage.py backtest --file batch.json [--json]
 
 `--json` prints one JSON object per run on its own line. The exit status is 1 when any run
-ends in `error` (2 for bad arguments).
+ends in `error`, 2 for bad arguments or input (nothing is run then).
 """
 
 from __future__ import annotations
@@ -28,6 +28,14 @@ from runs.services import RunActionError, run_create, run_start
 from strategies.models import Strategy, StrategyVersion
 
 FINISHED = (Status.COMPLETE, Status.STOPPED, Status.ERROR)
+SPEC_KEYS = ("strategy", "version", "start", "end", "params", "core", "description")
+
+
+class UsageError(CommandError):
+    """Bad input: exit status 2, so a script can tell it from a run that ended in `error` (1)."""
+
+    def __init__(self, message):
+        super().__init__(message, returncode=2)
 
 
 def parse_assignments(pairs: list[str], *, option: str) -> dict:
@@ -37,7 +45,7 @@ def parse_assignments(pairs: list[str], *, option: str) -> dict:
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise CommandError(f"{option} {pair!r}: expected NAME=VALUE, e.g. {option} fast=10")
+            raise UsageError(f"{option} {pair!r}: expected NAME=VALUE, e.g. {option} fast=10")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -57,12 +65,12 @@ def resolve_version(strategy_ref, version_number=None) -> StrategyVersion:
         strategy = Strategy.objects.filter(pk=int(strategy_ref)).first()
     if strategy is None:
         names = ", ".join(Strategy.objects.values_list("name", flat=True)[:20])
-        raise CommandError(f"--strategy {strategy_ref!r}: no such strategy (by name or id). Known: {names}")
+        raise UsageError(f"--strategy {strategy_ref!r}: no such strategy (by name or id). Known: {names}")
     versions = strategy.versions.order_by("-number")
-    version = versions.filter(number=version_number).first() if version_number else versions.first()
+    version = versions.filter(number=version_number).first() if version_number is not None else versions.first()
     if version is None:
-        raise CommandError(
-            f"--version {version_number}: {strategy.name} has no such version" if version_number else f"{strategy.name} has no published version: publish it first"
+        raise UsageError(
+            f"--version {version_number}: {strategy.name} has no such version" if version_number is not None else f"{strategy.name} has no published version: publish it first"
         )
     return version
 
@@ -110,13 +118,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         specs = self.load_specs(options)
-        runs = [self.create_run(spec, index=i, via_worker=options["via_worker"]) for i, spec in enumerate(specs)]
+        # All or none: a batch refused at its third run leaves no run of it behind (nor queued).
+        with transaction.atomic():
+            runs = [self.create_run(spec, index=i, via_worker=options["via_worker"]) for i, spec in enumerate(specs)]
         results = []
         progress = self.progress_bar(len(runs), options)
         for run, started in runs:
             if options["via_worker"]:
                 result = self.wait_for(run, started)
             else:
+                started = time.monotonic()  # this run's own time, not the batch's so far
                 run_execute(run_id=run.pk)
                 result = self.result_of(run, started)
             results.append(result)
@@ -136,13 +147,16 @@ class Command(BaseCommand):
             try:
                 specs = json.loads(options["file"].read_text())
             except (OSError, json.JSONDecodeError) as exc:
-                raise CommandError(f"--file {options['file']}: {exc}") from None
+                raise UsageError(f"--file {options['file']}: {exc}") from None
             if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
-                raise CommandError(f"--file {options['file']}: expected a JSON list of objects")
+                raise UsageError(f"--file {options['file']}: expected a JSON list of objects")
+            for index, spec in enumerate(specs):
+                if unknown := sorted(set(spec) - set(SPEC_KEYS)):
+                    raise UsageError(f"--file {options['file']}: run {index + 1}: unknown key {', '.join(unknown)} (known: {', '.join(SPEC_KEYS)})")
             return specs
         missing = [name for name in ("strategy", "start", "end") if not options[name]]
         if missing:
-            raise CommandError("missing " + ", ".join(f"--{name}" for name in missing) + " (or use --file)")
+            raise UsageError("missing " + ", ".join(f"--{name}" for name in missing) + " (or use --file)")
         return [
             {
                 "strategy": options["strategy"],
@@ -170,9 +184,9 @@ class Command(BaseCommand):
                 run = run_start(run=run, user=None, enqueue=via_worker)
         except RunConfigError as exc:
             lines = "\n".join(f"  {key}: {message}" for key, message in exc.errors.items())
-            raise CommandError(f"{where}: invalid config\n{lines}") from None
+            raise UsageError(f"{where}: invalid config\n{lines}") from None
         except RunActionError as exc:
-            raise CommandError(f"{where}: {exc}") from None
+            raise UsageError(f"{where}: {exc}") from None
         return run, time.monotonic()
 
     def wait_for(self, run: Run, started: float) -> dict:

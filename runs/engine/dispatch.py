@@ -18,7 +18,18 @@ from decimal import Decimal
 import numpy as np
 
 from runs.engine import diagnostics
-from runs.engine.broker import CLOSE, LIMIT, NEVER, RISK_LIMIT, STOP, STOP_LIMIT, BrokerListener, EngineBroker, Order, SimulatedBroker
+from runs.engine.broker import (
+    CLOSE,
+    LIMIT,
+    NEVER,
+    RISK_LIMIT,
+    STOP,
+    STOP_LIMIT,
+    BrokerListener,
+    EngineBroker,
+    Order,
+    SimulatedBroker,
+)
 from runs.engine.context import EngineContext, LogSink, strategy_logger
 from runs.engine.core_settings import CoreSettings
 from runs.engine.decimals import money, plain, to_decimal

@@ -44,7 +44,7 @@ class Instrument:
 
     __slots__ = (
         "symbol", "asset_type", "security", "multiplier", "is_future", "sessions", "last_close", "mark_close",
-        "mark_units", "mark_price", "orders", "position", "fill_subscription",
+        "mark_units", "mark_price", "orders", "position", "fill_subscription", "values_whole_units",
     )
 
     def __init__(self, security: SecurityInfo):
@@ -53,6 +53,8 @@ class Instrument:
         self.security = security
         self.multiplier = security.multiplier or ONE
         self.is_future = self.asset_type is AssetType.FUTURE
+        # A whole quantity of it is valued as quantity × price (Position.units).
+        self.values_whole_units = not self.is_future and self.multiplier == 1
         self.sessions: Sessions | None = None
         self.last_close: float | None = None  # latest close seen, float (set per bar)
         self.mark_close: float | None = None  # the close `mark_units` was made from

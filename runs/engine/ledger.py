@@ -16,10 +16,12 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from runs.engine.decimals import ZERO, from_units, money, price_units, to_units
+from runs.engine.decimals import ZERO, from_units, money, price_units
 from runs.engine.feed import Instrument
 from runs.engine.records import LedgerRecord, PositionRecord
 from strategies.sdk.base import PositionView
+
+_new_view = tuple.__new__
 
 
 class Position:
@@ -65,10 +67,10 @@ class Portfolio:
     # -- cash -------------------------------------------------------------------------------
     def post(self, kind: str, amount: Decimal, time: datetime, order_id: int | None = None, description: str = "") -> None:
         self.revision += 1
-        self.cash += amount
-        self.cash_units += to_units(amount)
-        self.cash_float = float(self.cash)
-        self.new_entries.append(LedgerRecord(time, kind, amount, self.cash, order_id, description[:200]))
+        self.cash = cash = self.cash + amount
+        self.cash_units += int(amount.scaleb(8))  # to_units, inline: a fill posts one or two entries
+        self.cash_float = float(cash)
+        self.new_entries.append(LedgerRecord(time, kind, amount, cash, order_id, description[:200]))
 
     def deposit(self, amount: Decimal, *, time: datetime, description: str) -> None:
         self.post("deposit", money(amount), time, None, description)
@@ -110,8 +112,7 @@ class Portfolio:
             self.post("commission", -commission, time, order_id, "commission: " + description)
         was_open = held != 0
         position.quantity = total
-        simple = not instrument.is_future and instrument.multiplier == 1 and total == total.to_integral_value()
-        position.units = int(total) if simple else None
+        position.units = int(total) if instrument.values_whole_units and total == total.to_integral_value() else None
         if was_open and total == 0:
             self.open_positions.remove(position)
         elif not was_open and total != 0:
@@ -183,14 +184,15 @@ class Portfolio:
         """What ctx.position() returns (a strategy may ask on every bar: one mark, positional)."""
         position = instrument.position
         last = mark_price(instrument)
+        # tuple.__new__ skips the named tuple's Python-level __new__ (half the cost of the view).
         if position is None:
-            return PositionView(instrument.symbol, instrument.asset_type, ZERO, ZERO, last, ZERO, ZERO, ZERO)
+            return _new_view(PositionView, (instrument.symbol, instrument.asset_type, ZERO, ZERO, last, ZERO, ZERO, ZERO))
         quantity = position.quantity
         if not quantity:
-            return PositionView(
+            return _new_view(PositionView, (
                 instrument.symbol, instrument.asset_type, quantity, money(position.average_price), last, ZERO, ZERO, position.realized_pnl
-            )
-        return PositionView(
+            ))
+        return _new_view(PositionView, (
             instrument.symbol,
             instrument.asset_type,
             quantity,
@@ -199,7 +201,7 @@ class Portfolio:
             self._value_at(position, position.average_price if last is None else last),
             ZERO if last is None else money((last - position.average_price) * quantity * instrument.multiplier),
             position.realized_pnl,
-        )
+        ))
 
     def record(self, position: Position, time: datetime) -> PositionRecord:
         instrument = position.instrument

@@ -109,6 +109,8 @@ def round_trips_from_fills(
     }
     lots_by_instrument: dict[tuple[str, Any], deque[_OpenLot]] = {}
     round_trips: list[RoundTrip] = []
+    add_round_trip = round_trips.append
+    new_round_trip = tuple.__new__  # skips RoundTrip's Python-level __new__: one per closed lot
     indexed = list(enumerate(fills))
     indexed.sort(key=lambda pair: pair[1].time)  # stable: fills at the same time keep their order
     plain_values = {}  # enum member (or text) -> its plain value: an enum's .value is slow to read
@@ -116,39 +118,52 @@ def round_trips_from_fills(
         side = plain_values.get(fill.side)
         if side is None:
             side = plain_values[fill.side] = _plain(fill.side)
-        if side not in ("buy", "sell"):
+        if side != "buy" and side != "sell":
             raise ValueError(f"fills[{index}] ({fill.symbol}): side is {fill.side!r}; use 'buy' or 'sell'.")
-        if fill.quantity <= 0:
-            raise ValueError(f"fills[{index}] ({fill.symbol}): quantity is {fill.quantity}; it must be positive.")
+        quantity = fill.quantity
+        if quantity <= 0:
+            raise ValueError(f"fills[{index}] ({fill.symbol}): quantity is {quantity}; it must be positive.")
         asset_type = plain_values.get(fill.asset_type)
         if asset_type is None:
             asset_type = plain_values[fill.asset_type] = _plain(fill.asset_type)
         instrument = (fill.symbol, asset_type)
-        multiplier = contract_multipliers.get(instrument, Decimal(1))
-        lots = lots_by_instrument.setdefault(instrument, deque())
-        direction = 1 if side == "buy" else -1
-        remaining = fill.quantity
-        exit_commission_left = fill.commission
-        while remaining > 0 and lots and (lots[0].quantity > 0) != (direction > 0):
+        lots = lots_by_instrument.get(instrument)
+        if lots is None:
+            lots = lots_by_instrument[instrument] = deque()
+        buying = side == "buy"
+        remaining = quantity
+        exit_commission_left = commission = fill.commission
+        price, time = fill.price, fill.time
+        while lots:
             lot = lots[0]
-            closed = min(remaining, abs(lot.quantity))
-            entry_commission = (
-                lot.commission if closed == abs(lot.quantity) else lot.commission * closed / abs(lot.quantity)
-            )
-            exit_commission = exit_commission_left if closed == remaining else fill.commission * closed / fill.quantity
-            signed = closed if lot.quantity > 0 else -closed
-            gross = (fill.price - lot.price) * signed * multiplier
-            round_trips.append(
-                RoundTrip(fill.symbol, lot.time, fill.time, signed, lot.price, fill.price, gross - entry_commission - exit_commission)
-            )
-            lot.commission -= entry_commission
-            lot.quantity -= signed
+            lot_quantity = lot.quantity
+            if (lot_quantity > 0) == buying:
+                break  # the fill adds to the position
+            lot_size = -lot_quantity if lot_quantity < 0 else lot_quantity
+            if remaining >= lot_size:  # the whole lot closes
+                closed, entry_commission = lot_size, lot.commission
+            else:
+                closed, entry_commission = remaining, lot.commission * remaining / lot_size
+            exit_commission = exit_commission_left if closed == remaining else commission * closed / quantity
+            signed = closed if lot_quantity > 0 else -closed
+            gross = (price - lot.price) * signed
+            multiplier = contract_multipliers.get(instrument)
+            if multiplier is not None:
+                gross *= multiplier
+            add_round_trip(new_round_trip(RoundTrip, (
+                fill.symbol, lot.time, time, signed, lot.price, price, gross - entry_commission - exit_commission
+            )))
             exit_commission_left -= exit_commission
             remaining -= closed
-            if lot.quantity == 0:
+            if closed == lot_size:
                 lots.popleft()
+            else:
+                lot.commission -= entry_commission
+                lot.quantity = lot_quantity - signed
+            if not remaining:
+                break
         if remaining > 0:
-            lots.append(_OpenLot(fill.time, remaining * direction, fill.price, exit_commission_left))
+            lots.append(_OpenLot(time, remaining if buying else -remaining, price, exit_commission_left))
     return round_trips
 
 

@@ -269,6 +269,9 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
     noted_revision = portfolio.revision
     bar_open_ns = feed.bar_open_ns
     new_event = tuple.__new__
+    # What each bar's event and fills need of its subscription, unpacked in one step per bar
+    # (subscriptions are all made in on_start, before the replay).
+    described = [(s, s.instrument, s.instrument.symbol, s.instrument.asset_type, s.frequency) for s in subscriptions]
     countdown = last_check_at = FIRST_CHECK
     index = 0
     kernel.watchdog.arm()
@@ -279,16 +282,14 @@ def _replay(kernel: Kernel, feed: MergedFeed) -> None:
             ):
                 if emit > kernel.next_timer_ns or emit > broker.next_expiry_ns:
                     kernel.advance(emit)
-                subscription = subscriptions[sub]
-                instrument = subscription.instrument
+                subscription, instrument, symbol, asset_type, frequency = described[sub]
                 instrument.last_close = bar_close
                 ctx.now_ns = emit
                 if instrument.orders and subscription is instrument.fill_subscription:
                     kernel.fill_bar(instrument, int(bar_open_ns[index]), emit, bar_open, bar_high, bar_low, bar_volume)
                 try:
                     actions = on_bar(new_event(BarEvent, (
-                        instrument.symbol, instrument.asset_type, subscription.frequency, time_ns,
-                        bar_open, bar_high, bar_low, bar_close, bar_volume,
+                        symbol, asset_type, frequency, time_ns, bar_open, bar_high, bar_low, bar_close, bar_volume,
                     )))
                 except BaseException as exc:
                     kernel.handler_failed(exc, "on_bar")

@@ -170,6 +170,10 @@ class SimulatedBroker:
         self.next_expiry_ns = NEVER
         self.accepting = True  # False once the run is ending: no session is left for new orders
         self._free = core.commission.is_free
+        # The latest moment made a datetime (ns, datetime): a market order placed at a bar's
+        # close fills at the next bar's open, the same moment, and shares its datetime object
+        # (one fewer to make, and the record writer converts a shared one once).
+        self._moment: tuple[int, datetime | None] = (-1, None)
         self._slip_buy = ONE + core.slippage_bps / BPS
         self._slip_sell = ONE - core.slippage_bps / BPS
 
@@ -191,6 +195,7 @@ class SimulatedBroker:
         now: datetime,
     ) -> Order:
         self.last_order_id = order_id = self.last_order_id + 1
+        self._moment = (now_ns, now)
         closing = intent is CLOSE
         order = Order(
             order_id, f"{self.prefix}-{order_id}", instrument, symbol, asset_type, intent, order_type, time_in_force,
@@ -294,7 +299,12 @@ class SimulatedBroker:
         if priced is None:
             return ZERO
         price, at_open = priced
-        time = from_ns(bar_open_ns if at_open else close_ns)  # made only for an order that fills
+        # The fill's datetime, made only for an order that fills.
+        fill_ns = bar_open_ns if at_open else close_ns
+        moment_ns, time = self._moment
+        if moment_ns != fill_ns:
+            time = from_ns(fill_ns)
+            self._moment = (fill_ns, time)
         multiplier = instrument.multiplier
 
         # How much: what the intent asks for, then what the notional buys, then the volume cap.

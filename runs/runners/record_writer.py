@@ -234,10 +234,14 @@ def batch_encoded(batch: RecordBatch) -> bytes:
     Pickling the records themselves costs several times more (slots dataclasses pickle through
     Python code; each Decimal and datetime is reduced on its own)."""
     fields = {field.name: getattr(batch, field.name) for field in dataclasses.fields(RecordBatch)}
+    # A fill's time is also its ledger entries' and its order's (often the very same object, see
+    # the simulated broker): each time object of the batch is converted once. Keys are ids of
+    # objects the batch keeps alive, so none is reused meanwhile.
+    microseconds_of: dict[int, int] = {}
     for name, value in fields.items():
         if isinstance(value, list) and value:
             getters = field_getters(type(value[0]))
-            fields[name] = Records(type(value[0]), [column_encoded(list(map(getter, value))) for getter in getters])
+            fields[name] = Records(type(value[0]), [column_encoded(list(map(getter, value)), microseconds_of) for getter in getters])
     return pickle.dumps(fields, protocol=5)
 
 
@@ -255,16 +259,25 @@ def field_getters(record_class: type) -> list:
     return [operator.attrgetter(field.name) for field in dataclasses.fields(record_class)]
 
 
-def column_encoded(values: list) -> tuple[str, object]:
+def column_encoded(values: list, microseconds_of: dict[int, int] | None = None) -> tuple[str, object]:
     """One field of a list of records in the form cheapest to make and to pickle: Decimals (or
     None) as their exact text, one per line; times (UTC-aware) as integer microseconds since
-    the epoch; strings joined by line breaks when none holds one; anything else (ints, the SDK's
-    enums, which pickle once and are then referenced) as it is."""
+    the epoch (each time object converted once per `microseconds_of`, a memo by id); strings
+    joined by line breaks when none holds one; anything else (ints, the SDK's enums, which pickle
+    once and are then referenced) as it is."""
     kinds = set(map(type, values))
     if Decimal in kinds and kinds <= {Decimal, NoneType}:
         return "decimal", "\n".join(map(str, values))
     if kinds == {datetime}:
-        return "time", [(time - EPOCH) // MICROSECOND for time in values]
+        if microseconds_of is None:
+            return "time", [(time - EPOCH) // MICROSECOND for time in values]
+        encoded = []
+        for time in values:
+            microseconds = microseconds_of.get(id(time))
+            if microseconds is None:
+                microseconds = microseconds_of[id(time)] = (time - EPOCH) // MICROSECOND
+            encoded.append(microseconds)
+        return "time", encoded
     if kinds == {str}:
         joined = "\n".join(values)
         if joined.count("\n") == len(values) - 1:

@@ -92,6 +92,11 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
+def _multipliers_by_plain_key(multipliers: Mapping[tuple[str, Any], Decimal] | None) -> dict[tuple[str, Any], Decimal]:
+    """(symbol, plain asset type) -> contract multiplier as Decimal."""
+    return {(symbol, _plain(asset_type)): Decimal(m) for (symbol, asset_type), m in (multipliers or {}).items()}
+
+
 def round_trips_from_fills(
     fills: Iterable[FillLike], multipliers: Mapping[tuple[str, Any], Decimal] | None = None
 ) -> list[RoundTrip]:
@@ -104,9 +109,7 @@ def round_trips_from_fills(
     the contract multiplier (futures); missing entries mean 1. Positions still open at the end
     produce no round trip. Round trips come out in order of exit (fills are taken in time order).
     """
-    contract_multipliers = {
-        (symbol, _plain(asset_type)): Decimal(m) for (symbol, asset_type), m in (multipliers or {}).items()
-    }
+    contract_multipliers = _multipliers_by_plain_key(multipliers)
     lots_by_instrument: dict[tuple[str, Any], deque[_OpenLot]] = {}
     round_trips: list[RoundTrip] = []
     add_round_trip = round_trips.append
@@ -344,7 +347,7 @@ def metrics_from_fills(
 
 def _traded_notional(fills: list, multipliers: Mapping[tuple[str, Any], Decimal]) -> float:
     """Σ quantity × price × contract multiplier; the multipliers keyed by plain asset type."""
-    plain_multipliers = {(symbol, _plain(asset_type)): m for (symbol, asset_type), m in multipliers.items()}
+    plain_multipliers = _multipliers_by_plain_key(multipliers)
     multiplier_of = {}  # (symbol, asset type as the fills carry it) -> multiplier: an enum's .value is slow to read
     total = Decimal(0)
     for fill in fills:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from runs.engine.decimals import ZERO, from_units, money, price_units
+from runs.engine.decimals import ZERO, from_units, money, price_units, to_units
 from runs.engine.feed import Instrument
 from runs.engine.records import LedgerRecord, PositionRecord
 from strategies.sdk.base import PositionView
@@ -68,7 +68,7 @@ class Portfolio:
     def post(self, kind: str, amount: Decimal, time: datetime, order_id: int | None = None, description: str = "") -> None:
         self.revision += 1
         self.cash = cash = self.cash + amount
-        self.cash_units += int(amount.scaleb(8))  # to_units, inline: a fill posts one or two entries
+        self.cash_units += to_units(amount)
         self.cash_float = float(cash)
         self.new_entries.append(LedgerRecord(time, kind, amount, cash, order_id, description[:200]))
 

@@ -264,7 +264,7 @@ def field_getters(record_class: type) -> list:
     return [operator.attrgetter(field.name) for field in dataclasses.fields(record_class)]
 
 
-def column_encoded(values: list, microseconds_of: dict[int, int] | None = None) -> tuple[str, object]:
+def column_encoded(values: list, microseconds_of: dict[int, int]) -> tuple[str, object]:
     """One field of a list of records in the form cheapest to make and to pickle: Decimals (or
     None) as their exact text, one per line; times (UTC-aware) as integer microseconds since
     the epoch (each time object converted once per `microseconds_of`, a memo by id); strings
@@ -274,8 +274,6 @@ def column_encoded(values: list, microseconds_of: dict[int, int] | None = None) 
     if Decimal in kinds and kinds <= {Decimal, NoneType}:
         return "decimal", "\n".join(map(str, values))
     if kinds == {datetime}:
-        if microseconds_of is None:
-            return "time", [(time - EPOCH) // MICROSECOND for time in values]
         encoded = []
         for time in values:
             microseconds = microseconds_of.get(id(time))

@@ -39,6 +39,7 @@ from runs.models import Run, Status
 from runs.runners.record_writer import ChildTraceback, RecordWriteFailed, RecordWriter, batch_decoded, batch_encoded
 from runs.runners.recorder import DatabaseRecorder, RunningMetricsRecorder, backtest_recorder
 from strategies.sdk.enums import AssetType, Intent, OrderState, OrderType, TimeInForce
+from tests.conftest import wait_for
 from tests.portfolio.factories import stored_equity
 from tests.runs.factories import RunFactory
 
@@ -214,9 +215,7 @@ def test_the_engine_waits_when_the_writer_is_behind_so_memory_stays_bounded():
         Run.objects.select_for_update().get(pk=run.pk)  # a slow database: the writer waits for this lock
         thread = threading.Thread(target=engine)
         thread.start()
-        deadline = time.monotonic() + 30
-        while not writer_waits_for_a_lock() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(writer_waits_for_a_lock, timeout=30, interval=0.05, message="the writer to wait for the run's lock")
         time.sleep(0.3)
         # Batch 1 is in the child, 2 and 3 wait; the engine waits to hand over 4.
         assert accepted == [1, 2, 3] and thread.is_alive()
@@ -261,9 +260,7 @@ def test_a_writer_process_that_dies_is_reported_not_waited_for():
     run = RunFactory()
     recorder = RecordWriter(run_id=run.pk, log_max_lines=100, min_seconds_left=0)
     recorder.record(batch(1))
-    deadline = time.monotonic() + 30
-    while stored_amounts(run) != [1] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: stored_amounts(run) == [1], timeout=30, interval=0.05, message="batch 1 to be stored")
     recorder._process.kill()
     with pytest.raises(RecordWriteFailed, match=f"ended unexpectedly \\(exit code -{signal.SIGKILL.value}\\)"):
         for number in range(2, 50):
@@ -295,9 +292,7 @@ def test_the_writer_process_exits_when_the_engines_process_goes_away():
     )
     assert engine.returncode == -signal.SIGKILL
     writer_pid = int(engine.stdout.split()[0])
-    deadline = time.monotonic() + 30
-    while process_alive(writer_pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: not process_alive(writer_pid), timeout=30, interval=0.05, message="the writer process to exit")
     assert not process_alive(writer_pid), "the writer process outlived its engine"
 
 

@@ -76,6 +76,19 @@
     if (dialog) dialog.close();
   });
 
+  /* A poll (hx-trigger "every …") does not replace a part of the page holding a dialog the
+     operator has open (Kill, Reset): the swap would close it under their cursor. The first poll
+     after it closes brings that part up to date. */
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt;
+    var trigger = elt && elt.getAttribute ? elt.getAttribute("hx-trigger") || "" : "";
+    if (!/(^|[\s,])every\s/.test(trigger)) return;
+    var target = event.detail.target || elt;
+    if (elt.querySelector("dialog[open]") || (target.querySelector && target.querySelector("dialog[open]"))) {
+      event.preventDefault();
+    }
+  });
+
   /* --- symbol fields: corrections, search popover, mismatch summary ---------------------------- */
   document.addEventListener("click", function (event) {
     var pick = event.target.closest("[data-pick-symbol]");

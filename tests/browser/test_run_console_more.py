@@ -192,6 +192,8 @@ def test_killing_a_long_backtest_from_its_dialog_stops_it_and_keeps_its_results(
     dialog = page.locator(f"#confirm-kill-{run.pk}")
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("Results recorded so far are kept")
+    page.wait_for_timeout(2_500)  # the header's status poll (every 2 s) leaves an open dialog alone
+    expect(dialog).to_be_visible()
     dialog.get_by_role("button", name="Kill Run").click()
 
     try:
